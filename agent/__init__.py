@@ -1,0 +1,1 @@
+"""Cartesia Line agent that drives Voximplant VoxEngine telephony at turn-precise moments."""

@@ -1,0 +1,200 @@
+"""The ASGI app: Line's `VoiceAgentApp` plus a scope per call that owns its control plane.
+
+Each websocket (one call) runs inside an anyio task group. The call's `CallControl.run` lives
+there, outside the agent's cancellable turn task, and is drained (bounded) when the call ends,
+so no task outlives its call. The process keeps one pooled HTTP client, opened and closed by
+the ASGI lifespan. On SIGTERM uvicorn closes every websocket, each call releases what it holds
+and drains, and only then does the lifespan close the client.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+from fastapi import FastAPI, WebSocket
+from line.agent import AgentEnv, AgentSpec, TurnEnv
+from line.events import CallEnded, CallStarted, InputEvent, OutputEvent, UserTurnEnded, UserTurnStarted
+from line.llm_agent import LlmAgent, LlmConfig
+from line.voice_agent_app import CallRequest, VoiceAgentApp
+from loguru import logger
+
+from agent import prompt
+from agent.call_control import CallControl
+from agent.call_observer import CallInfo, CallObserver, ObserverGroup
+from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
+from agent.settings import Settings
+from agent.tools import telephony_tools
+from agent.voxengine_client import VoxEngineClient, make_http_client
+
+CONTROL_URL_KEY = "vox_session_control_url"
+
+ObserverFactory = Callable[[CallInfo], CallObserver]
+AgentFactory = Callable[[Settings, CallControl], Any]
+
+
+def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
+    """The conversational agent: Line's `LlmAgent` with our two telephony tools."""
+    extra: dict[str, Any] = {"api_base": settings.llm_api_base} if settings.llm_api_base else {}
+    # A local OpenAI-compatible endpoint rarely needs a key, but LlmAgent insists on one.
+    api_key = settings.llm_api_key or ("unused" if settings.llm_api_base else None)
+    if not api_key:
+        raise RuntimeError(
+            f"No API key for {settings.llm_model}: set OPENAI_API_KEY (or the provider's key, or "
+            "LLM_API_KEY), or point LLM_API_BASE at an OpenAI-compatible endpoint"
+        )
+    return LlmAgent(
+        model=settings.llm_model,
+        api_key=api_key,
+        tools=list(telephony_tools(control)),
+        config=LlmConfig(system_prompt=prompt.SYSTEM_PROMPT, introduction=prompt.INTRODUCTION, extra=extra),
+    )
+
+
+@dataclass
+class _CallScope:
+    task_group: TaskGroup
+    control: CallControl | None = None
+
+
+_current_call: contextvars.ContextVar[_CallScope] = contextvars.ContextVar("current_call")
+
+
+class _ObservedAgent:
+    """Reports the agent's outputs (tool calls, speech sent) to the call's observer."""
+
+    def __init__(self, inner: Any, observer: CallObserver, clock: Callable[[], float]) -> None:
+        self._inner = inner
+        self._observer = observer
+        self._clock = clock
+
+    async def process(self, env: TurnEnv, event: InputEvent) -> AsyncIterator[OutputEvent]:
+        async for output in self._inner.process(env, event):
+            self._observer.agent_output(output, self._clock())
+            yield output
+
+
+def _runs_agent(event: InputEvent) -> bool:
+    # Line's default run filter: turn events are observed, never used to (re)start the agent,
+    # because starting it cancels the reply in flight.
+    return isinstance(event, (CallStarted, UserTurnEnded, CallEnded))
+
+
+def _cancels_agent(event: InputEvent) -> bool:
+    return isinstance(event, UserTurnStarted)
+
+
+class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no type stubs
+    """`VoiceAgentApp` whose calls each own a VoxEngine control plane."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        observers: Sequence[ObserverFactory] = (),
+        agent_factory: AgentFactory = build_llm_agent,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        super().__init__(get_agent=self._get_agent)
+        self.settings = settings or Settings.from_env()
+        self._observer_factories = list(observers)
+        self._agent_factory = agent_factory
+        self._injected_http = http_client
+        self._client: VoxEngineClient | None = None
+        self.live_calls: set[CallControl] = set()
+        self.clock = clock  # one clock for every timestamp a call reports
+        self.fastapi_app.router.lifespan_context = self._lifespan
+
+    def add_observer(self, factory: ObserverFactory) -> None:
+        self._observer_factories.append(factory)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        http = self._injected_http or make_http_client()
+        self._client = VoxEngineClient(http, retry=self.settings.retry, secret=self.settings.control_secret)
+        try:
+            yield
+        finally:
+            # Calls still open here (the server did not close them) release and drain now.
+            for control in list(self.live_calls):
+                control.close()
+            with anyio.move_on_after(self.settings.drain_timeout_s):
+                for control in list(self.live_calls):
+                    await control.wait_finished()
+            self._client = None
+            if self._injected_http is None:
+                await http.aclose()
+
+    async def websocket_endpoint(self, websocket: WebSocket) -> None:
+        async with anyio.create_task_group() as tg:
+            scope = _CallScope(tg)
+            token = _current_call.set(scope)
+            try:
+                await super().websocket_endpoint(websocket)
+            finally:
+                _current_call.reset(token)
+                if scope.control is not None:
+                    await self._drain(scope.control)
+                tg.cancel_scope.cancel()
+
+    async def _drain(self, control: CallControl) -> None:
+        control.close()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.drain_timeout_s):
+            await control.wait_finished()
+        self.live_calls.discard(control)
+
+    async def _get_agent(self, env: AgentEnv, call: CallRequest) -> AgentSpec:
+        scope = _current_call.get(None)
+        if scope is None:
+            raise RuntimeError("TelephonyAgentApp._get_agent runs only inside its websocket endpoint")
+        if self._client is None:
+            raise RuntimeError("the app's lifespan has not started (serve it with lifespan enabled)")
+        metadata = call.metadata if isinstance(call.metadata, dict) else {}
+        target, refusal = self._control_target(metadata.get(CONTROL_URL_KEY), call.call_id)
+        info = CallInfo(
+            call_id=call.call_id,
+            agent_call_id=call.agent_call_id,
+            caller=call.from_,
+            callee=call.to,
+            control_host=target.host if target else None,
+            control_fingerprint=target.fingerprint if target else None,
+            control_refusal=refusal,
+        )
+        observer = ObserverGroup([factory(info) for factory in self._observer_factories])
+        control = CallControl(
+            target=target,
+            refusal=refusal,
+            client=self._client,
+            timings=self.settings.timings,
+            observer=observer,
+            clock=self.clock,
+        )
+        observer.call_started(info, self.clock())
+        agent = self._agent_factory(self.settings, control)
+        scope.control = control
+        self.live_calls.add(control)
+        scope.task_group.start_soon(control.run)
+
+        def run_filter(event: InputEvent) -> bool:
+            control.observe(event)
+            return _runs_agent(event)
+
+        return (_ObservedAgent(agent, observer, self.clock), run_filter, _cancels_agent)
+
+    def _control_target(self, raw: object, call_id: str) -> tuple[ControlTarget | None, str | None]:
+        try:
+            target = parse_control_url(raw, allow_local=self.settings.allow_local_control)
+        except InvalidControlUrl as exc:
+            # The call goes on without telephony actions; the tools tell the caller so.
+            logger.warning(f"call {call_id}: control URL refused ({exc.reason}); telephony tools disabled")
+            return None, exc.reason
+        logger.info(f"call {call_id}: control URL {target}")
+        return target, None

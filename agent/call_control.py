@@ -1,0 +1,212 @@
+"""One call's control plane: tools request actions, harness events release them, a sender
+task delivers them to VoxEngine in order.
+
+`request` and `observe` are synchronous and never block or raise, because they run inside the
+agent's tool and inside Line's event loop respectively. Delivery happens in `run`, a task owned
+by the call's scope (see `agent/app.py`), never in the agent's turn task: a barge-in cancels
+the turn, not the POST.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from line.events import AgentTurnStarted, CallEnded, InputEvent
+from loguru import logger
+
+from agent.actions import ActionKind, ActionOutcome, ControlAction, OutcomeStatus
+from agent.call_observer import CallObserver
+from agent.control_url import ControlTarget
+from agent.flush_policy import FlushPolicy, FlushTimings, Verdict
+from agent.voxengine_client import VoxEngineClient
+
+RequestStatus = Literal["accepted", "duplicate", "unavailable"]
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """The answer to a tool's request: held now, held before, or impossible on this call."""
+
+    status: RequestStatus
+    action: ControlAction | None = None
+    reason: str | None = None
+
+
+@dataclass
+class _Entry:
+    action: ControlAction
+    enqueued_at: float
+    armed: bool = False
+    released_at: float | None = None
+    release_reason: str | None = None
+    outcome: ActionOutcome | None = None
+
+
+class CallControl:
+    """Pending control actions of one call, the flush policy that releases them, and delivery."""
+
+    def __init__(
+        self,
+        *,
+        target: ControlTarget | None,
+        client: VoxEngineClient,
+        refusal: str | None = None,
+        timings: FlushTimings | None = None,
+        observer: CallObserver | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.target = target
+        self.refusal = refusal if target is None else None
+        self._client = client
+        self._policy = FlushPolicy(timings)
+        self._observer = observer or CallObserver()
+        self._clock = clock
+        self._entries: list[_Entry] = []
+        self._by_id: dict[str, _Entry] = {}
+        self._by_kind: dict[str, _Entry] = {}
+        self._changed = anyio.Event()
+        self._closed = False
+        self._finished = anyio.Event()
+
+    # ---- called from tools and from Line's event loop (synchronous, never raise) ----
+
+    def request(self, kind: ActionKind, **params: str) -> RequestResult:
+        """Hold a new action of `kind`, unless this call already has one or cannot have any."""
+        if self.target is None:
+            return RequestResult("unavailable", reason=self.refusal or "no_control_url")
+        if self._finished.is_set():
+            return RequestResult("unavailable", reason="call_ended")
+        existing = self._by_kind.get(kind.name)
+        if existing is not None:
+            return RequestResult("duplicate", existing.action)
+        now = self._clock()
+        action = ControlAction(kind, dict(params))
+        entry = _Entry(action, enqueued_at=now)
+        self._entries.append(entry)
+        self._by_id[action.id] = entry
+        self._by_kind[kind.name] = entry
+        self._event(entry, "enqueued", now, {"action": kind.name})
+        self._apply(self._policy.hold(action.id, now, kind.barge_in), now)
+        self._note_armed(now)
+        self._wake()
+        return RequestResult("accepted", action)
+
+    def observe(self, event: InputEvent) -> None:
+        """Feed a harness event (from Line's run filter). Never cancels the agent's turn."""
+        try:
+            now = self._clock()
+            self._observer.harness_event(event, now)
+            self._apply(self._policy.observe(event, now), now)
+            if isinstance(event, AgentTurnStarted):
+                self._note_armed(now)
+            if isinstance(event, CallEnded):
+                self._closed = True
+            self._wake()
+        except Exception:  # observing must never break Line's websocket loop
+            logger.exception("control plane failed to observe a harness event")
+
+    def close(self) -> None:
+        """The call is over: release whatever is pending now (idempotent)."""
+        if not self._closed:
+            self.observe(CallEnded())
+
+    # ---- the call-scoped task ----
+
+    async def run(self) -> None:
+        """Warm the control connection, then deliver released actions in order until closed."""
+        try:
+            async with anyio.create_task_group() as tg:
+                if self.target is not None:
+                    tg.start_soon(self._client.warm, self.target)
+                await self._deliver_in_order()
+        finally:
+            self._finish_undelivered("call_drained")
+            self._finished.set()
+
+    async def wait_finished(self) -> None:
+        await self._finished.wait()
+
+    @property
+    def outcomes(self) -> list[ActionOutcome]:
+        return [e.outcome for e in self._entries if e.outcome is not None]
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for e in self._entries if e.outcome is None)
+
+    # ---- internals ----
+
+    async def _deliver_in_order(self) -> None:
+        while True:
+            now = self._clock()
+            self._apply(self._policy.due(now), now)
+            head = next((e for e in self._entries if e.outcome is None), None)
+            if head is None and self._closed:
+                return
+            if head is not None and head.released_at is not None:
+                await self._deliver(head)
+                continue
+            changed = self._changed
+            deadline = self._policy.next_deadline()
+            with anyio.move_on_after(None if deadline is None else max(0.0, deadline - self._clock())):
+                await changed.wait()
+
+    async def _deliver(self, entry: _Entry) -> None:
+        assert self.target is not None  # nothing is enqueued without a target
+        action = entry.action
+
+        def listener(name: str, attrs: Mapping[str, Any]) -> None:
+            self._event(entry, name, self._clock(), attrs)
+
+        with self._observer.delivering(action):
+            delivery = await self._client.deliver(self.target, action, listener)
+        status: OutcomeStatus = "delivered" if delivery.accepted else "failed"
+        self._finish(entry, status, delivery.reason, delivery.attempts)
+
+    def _apply(self, verdicts: list[Verdict], now: float) -> None:
+        for verdict in verdicts:
+            entry = self._by_id[verdict.action_id]
+            entry.released_at, entry.release_reason = now, verdict.reason
+            if verdict.decision == "cancel":
+                self._finish(entry, "cancelled", verdict.reason, 0)
+            else:
+                self._event(entry, "released", now, {"reason": verdict.reason})
+
+    def _note_armed(self, now: float) -> None:
+        for entry in self._entries:
+            if entry.armed or entry.released_at is not None:
+                continue
+            turn = self._policy.carrier_of(entry.action.id)
+            if turn is not None:
+                entry.armed = True
+                self._event(entry, "armed", now, {"turn": turn})
+
+    def _finish(self, entry: _Entry, status: OutcomeStatus, reason: str, attempts: int) -> None:
+        now = self._clock()
+        entry.outcome = ActionOutcome(
+            entry.action, status, reason, attempts, entry.enqueued_at, entry.released_at, now
+        )
+        name = {"delivered": "accepted", "failed": "failed", "cancelled": "cancelled"}[status]
+        self._event(entry, name, now, {"reason": reason, "attempts": attempts})
+        log = logger.info if status == "delivered" else logger.warning
+        log(
+            f"control action {entry.action.kind.name} id={entry.action.id} {status} "
+            f"reason={reason} attempts={attempts} released_by={entry.release_reason} to={self.target}"
+        )
+
+    def _finish_undelivered(self, reason: str) -> None:
+        # Only reached when the drain bound cut delivery short: say so rather than lose it.
+        for entry in self._entries:
+            if entry.outcome is None:
+                self._finish(entry, "failed", reason, 0)
+
+    def _event(self, entry: _Entry, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+        self._observer.action_event(entry.action, name, at, attrs)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()

@@ -1,0 +1,92 @@
+"""Hooks on one call's timeline, for tracing and for the lab's recorder.
+
+The control plane reports what happens (harness events, agent outputs, each step of each
+action) to a `CallObserver`. Observers must be quick and must not raise; `ObserverGroup` fans
+out to several and contains any exception so a faulty observer never touches the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from line.events import InputEvent, OutputEvent
+from loguru import logger
+
+from agent.actions import ControlAction
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What is known about a call when it starts. No secrets: the control URL is redacted."""
+
+    call_id: str
+    agent_call_id: str
+    caller: str
+    callee: str
+    control_host: str | None
+    control_fingerprint: str | None
+    control_refusal: str | None
+
+
+class CallObserver:
+    """No-op base: override what you need."""
+
+    def call_started(self, call: CallInfo, at: float) -> None:
+        pass
+
+    def harness_event(self, event: InputEvent, at: float) -> None:
+        pass
+
+    def agent_output(self, event: OutputEvent, at: float) -> None:
+        pass
+
+    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+        """Names: enqueued, armed, released, sent, retry, answered, accepted, failed, cancelled."""
+
+    @contextlib.contextmanager
+    def delivering(self, action: ControlAction) -> Iterator[None]:
+        """Context around an action's POSTs (a tracer makes its span current here)."""
+        yield
+
+    def call_ended(self, at: float) -> None:
+        pass
+
+
+class ObserverGroup(CallObserver):
+    def __init__(self, observers: Sequence[CallObserver]) -> None:
+        self._observers = tuple(observers)
+
+    def _each(self, method: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, method)(*args)
+            except Exception:
+                logger.exception(f"call observer {type(observer).__name__}.{method} failed")
+
+    def call_started(self, call: CallInfo, at: float) -> None:
+        self._each("call_started", call, at)
+
+    def harness_event(self, event: InputEvent, at: float) -> None:
+        self._each("harness_event", event, at)
+
+    def agent_output(self, event: OutputEvent, at: float) -> None:
+        self._each("agent_output", event, at)
+
+    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+        self._each("action_event", action, name, at, attrs)
+
+    @contextlib.contextmanager
+    def delivering(self, action: ControlAction) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for observer in self._observers:
+                try:
+                    stack.enter_context(observer.delivering(action))
+                except Exception:
+                    logger.exception(f"call observer {type(observer).__name__}.delivering failed")
+            yield
+
+    def call_ended(self, at: float) -> None:
+        self._each("call_ended", at)
