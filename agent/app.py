@@ -62,6 +62,7 @@ def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
 class _CallScope:
     task_group: TaskGroup
     control: CallControl | None = None
+    observer: CallObserver | None = None
 
 
 _current_call: contextvars.ContextVar[_CallScope] = contextvars.ContextVar("current_call")
@@ -144,6 +145,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
                 if scope.control is not None:
                     await self._drain(scope.control)
                 tg.cancel_scope.cancel()
+            if scope.observer is not None:
+                scope.observer.call_ended(self.clock())
 
     async def _drain(self, control: CallControl) -> None:
         control.close()
@@ -179,7 +182,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         )
         observer.call_started(info, self.clock())
         agent = self._agent_factory(self.settings, control)
-        scope.control = control
+        scope.control, scope.observer = control, observer
         self.live_calls.add(control)
         scope.task_group.start_soon(control.run)
 

@@ -72,7 +72,7 @@ class RetryPolicy:
     def retrying(self, before_sleep: _BeforeSleep | None = None) -> AsyncRetrying:
         """A tenacity loop over attempts that each return an `AttemptResult`."""
         backoff = wait_exponential_jitter(
-            initial=self.backoff_initial_s, max=self.backoff_max_s, jitter=self.jitter_s
+            multiplier=self.backoff_initial_s, max=self.backoff_max_s, jitter=self.jitter_s
         )
 
         def wait(state: RetryCallState) -> float:
