@@ -1,0 +1,542 @@
+"""The receiver side of the control contract (docs/control-contract.md), on loopback.
+
+``VoxEngineEmulator`` plays the VoxEngine scenario for offline calls and fault tests: it serves
+``POST /request/<session>/<token>`` over HTTP/1.1 (h11 on an anyio TCP listener, optionally TLS)
+with keep-alive, answers every contract case with HTTP 200 + a JSON body as VoxEngine does,
+records every control request and every telephony effect, and injects transport faults
+(see ``agent.lab.faults``) at the TCP level.
+
+The contract logic mirrors ``voxengine/scenario.js`` (``createControlHandler``) and is replayed
+against ``voxengine/contract/control_cases.json`` by the tests. Checks run in this order, the first
+failure answers:
+
+method (``method_not_allowed``) → body size in bytes (``body_too_large``, > 16 KiB) → with a
+secret, the signature (``missing_signature`` when absent or empty; ``bad_signature`` unless the
+trimmed header is exactly ``t=<1-15 digits>,v1=<64 hex digits, any case>`` with the right HMAC;
+``stale_signature`` when ``t`` is more than 300 s from the wall clock — the MAC is checked first)
+→ a JSON object (``bad_json``) → ``id`` and ``X-Idempotency-Key`` (``bad_request``) → a seen id
+(its first answer plus ``"duplicate": true``, no second effect) → ``action`` (``bad_request`` if
+missing or not a string, else ``unknown_action``) → ``summary`` (``bad_request`` unless a string of
+at most 2000 code points) → call state (``call_ended``, then ``transfer_in_progress`` for a
+``call_transfer``) → accepted, with an ``Effect``.
+
+Headers are matched by lower-cased name, values trimmed, an empty value counts as absent, the
+first occurrence wins. Answers from the id check on, refusals included, are remembered per session
+(the oldest forgotten past 256 ids); earlier refusals are not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import h11
+from anyio.streams.tls import TLSListener
+
+from agent.lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "SIGNATURE_WINDOW_S",
+    "Effect",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
+    "RecordedRequest",
+    "VoxEngineEmulator",
+    "sign_body",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+SIGNATURE_WINDOW_S = 300
+MAX_SUMMARY_CODE_POINTS = 2000
+MAX_REMEMBERED_IDS = 256
+ACTIONS = frozenset({"end_call", "call_transfer"})
+_READ_LIMIT = 1024 * 1024  # bodies beyond this are not read; the connection is closed after answering
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SESSION = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_SIGNATURE = re.compile(r"t=([0-9]{1,15}),v1=([0-9A-Fa-f]{64})")
+_PATH = re.compile(r"/request/([^/]+)/([^/]+)")
+_NON_JSON = b"<html><body>502 Bad Gateway</body></html>"
+_T = TypeVar("_T")
+
+
+def _mac(secret: str, t: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def sign_body(secret: str, body: bytes, t: int) -> str:
+    """The ``X-Vox-Signature`` value for ``body`` signed at unix time ``t``."""
+    return f"t={t},v1={_mac(secret, str(t), body)}"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request on a control path, as received, with what was done about it.
+
+    ``time`` is ``clock()`` when the request head arrived; ``path`` is redacted to
+    ``/request/<session>/***``; ``headers`` are lower-cased (repeats joined with ", ");
+    ``attempt`` counts requests with this ``id`` in this session (1 = first; faulted ones count);
+    ``status``/``response`` are what was (or, for ``slow``, will be) sent — ``None`` for ``hang``
+    and ``drop``, and ``response`` is ``None`` when the body sent is not JSON; ``connection`` is the
+    number of the TCP connection it came on (1-based), to check keep-alive reuse.
+    """
+
+    time: float
+    session: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    id: str | None
+    attempt: int
+    fault: Fault | None
+    status: int | None
+    response: dict[str, Any] | None
+    connection: int
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A telephony action the scenario started (first-time accepted requests only)."""
+
+    time: float
+    session: str
+    action: str
+    id: str
+    summary: str | None
+
+
+@dataclass
+class _Session:
+    name: str
+    token: str
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    ended: bool = False
+    transfer_in_progress: bool = False
+
+
+def _refuse(code: str) -> dict[str, Any]:
+    return {"ok": False, "error": code}
+
+
+def _contract_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers as the scenario sees them: lower-cased names, trimmed values, empty = absent,
+    first occurrence wins."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").strip().lower(), value.decode("latin-1").strip()
+        if key and text and key not in headers:
+            headers[key] = text
+    return headers
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(body: bytes) -> Any:
+    return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+
+
+def _lenient_id(body: bytes, headers: dict[str, str]) -> str | None:
+    """The action id, for attempt counting, before (or without) running the contract."""
+    try:
+        parsed = _loads(body) if len(body) <= MAX_BODY_BYTES else None
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
+        return str(parsed["id"])
+    return headers.get("x-idempotency-key")
+
+
+class VoxEngineEmulator:
+    """A faithful, fault-injecting receiver of the control contract; use as ``async with``."""
+
+    def __init__(
+        self,
+        *,
+        faults: FaultPlan | None = None,
+        secret: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._faults = FaultPicker(faults)
+        self._secret = secret
+        self._ssl_context = ssl_context
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sessions: dict[str, _Session] = {}
+        self._by_token: dict[str, _Session] = {}
+        self._port: int | None = None
+        self._listener: anyio.abc.Listener[Any] | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._changed: anyio.Event | None = None
+        self.requests: list[RecordedRequest] = []
+        self.effects: list[Effect] = []
+        self.warmups = 0
+        """HEAD/GET/OPTIONS requests to ``/`` (connection warm-ups), answered 404."""
+        self.not_found = 0
+        """Other requests to unknown paths, answered 404."""
+        self.connections = 0
+        """TCP connections accepted."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> VoxEngineEmulator:
+        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        self._port = int(tcp.extra(anyio.abc.SocketAttribute.local_port))
+        listener: anyio.abc.Listener[Any] = tcp
+        if self._ssl_context is not None:
+            listener = _QuietTLSListener(tcp, self._ssl_context, standard_compatible=False)
+        self._listener = listener
+        self._changed = anyio.Event()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(listener.serve, self._serve_connection)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task_group, self._task_group = self._task_group, None
+        listener, self._listener = self._listener, None
+        try:
+            if task_group is not None:
+                task_group.cancel_scope.cancel()  # stops accepting and ends every handler (hangs too)
+                await task_group.__aexit__(None, None, None)  # the body's exception propagates as is
+        finally:
+            if listener is not None:
+                await listener.aclose()
+
+    # -- addresses ------------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        """``http(s)://127.0.0.1:<port>``."""
+        if self._port is None:
+            raise RuntimeError("VoxEngineEmulator is not serving; use `async with`")
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
+
+    def control_url(self, session: str = "s1") -> str:
+        """The control URL of ``session`` (created on first use, with a fresh random token)."""
+        return f"{self.origin}/request/{session}/{self._session(session).token}"
+
+    # -- scenario-side events --------------------------------------------------------------------
+
+    def hang_up(self, session: str = "s1") -> None:
+        """The caller hung up: later new actions in ``session`` get ``call_ended``."""
+        self._session(session).ended = True
+
+    def transfer_connected(self, session: str = "s1") -> None:
+        """The transfer target answered: the agent no longer controls the call (``call_ended``)."""
+        state = self._session(session)
+        state.transfer_in_progress, state.ended = False, True
+
+    def transfer_failed(self, session: str = "s1") -> None:
+        """The transfer under way in ``session`` failed; the call goes on and may transfer again."""
+        self._session(session).transfer_in_progress = False
+
+    def _session(self, name: str) -> _Session:
+        state = self._sessions.get(name)
+        if state is None:
+            if not _SESSION.fullmatch(name):
+                raise ValueError(f"bad session name {name!r}")
+            state = _Session(name, secrets.token_urlsafe(18))
+            self._sessions[name] = state
+            self._by_token[state.token] = state
+        return state
+
+    # -- waiting without sleeps ------------------------------------------------------------------
+
+    async def wait_for_requests(self, n: int, *, timeout: float) -> list[RecordedRequest]:  # noqa: ASYNC109
+        """Wait until ``n`` control requests arrived; raises ``TimeoutError``."""
+        return await self._wait_for(self.requests, n, timeout)
+
+    async def wait_for_effects(self, n: int, *, timeout: float) -> list[Effect]:  # noqa: ASYNC109
+        """Wait until ``n`` effects happened; raises ``TimeoutError``."""
+        return await self._wait_for(self.effects, n, timeout)
+
+    async def _wait_for(self, items: list[_T], n: int, limit_s: float) -> list[_T]:
+        with anyio.fail_after(limit_s):
+            while len(items) < n:
+                if self._changed is None:
+                    raise RuntimeError("VoxEngineEmulator is not serving; use `async with`")
+                await self._changed.wait()
+        return list(items)
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    # -- HTTP/1.1 over h11 -------------------------------------------------------------------------
+
+    async def _serve_connection(self, stream: anyio.abc.ByteStream) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            async with stream:
+                await self._connection_loop(stream, number)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError):
+            pass
+        except Exception:
+            log.exception("voxengine emulator: connection %d failed", number)
+
+    async def _connection_loop(self, stream: anyio.abc.ByteStream, number: int) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            try:
+                event = await _next_event(conn, stream)
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                assert isinstance(event, h11.Request)
+                arrived = self._clock()
+                body, complete = await self._read_body(conn, stream)
+            except h11.RemoteProtocolError:
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await _send(conn, stream, 400, [], b"")
+                return
+            keep = await self._respond(conn, stream, event, body, arrived, number, complete)
+            if not keep or not complete or conn.our_state is not h11.DONE:
+                return
+            if conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+
+    async def _read_body(self, conn: h11.Connection, stream: anyio.abc.ByteStream) -> tuple[bytes, bool]:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await _next_event(conn, stream)
+            if isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks), True
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                chunks.append(event.data)
+                if size > _READ_LIMIT:
+                    return b"".join(chunks), False
+            elif isinstance(event, h11.ConnectionClosed):
+                raise anyio.EndOfStream
+
+    async def _respond(
+        self,
+        conn: h11.Connection,
+        stream: anyio.abc.ByteStream,
+        request: h11.Request,
+        body: bytes,
+        arrived: float,
+        number: int,
+        complete: bool,
+    ) -> bool:
+        """Answer one request; False when the connection must close."""
+        method = request.method.decode("ascii", "replace").upper()
+        path = request.target.decode("latin-1").split("?", 1)[0]
+        match = _PATH.fullmatch(path)
+        session = self._by_token.get(match.group(2)) if match else None
+        if session is None or match is None or match.group(1) != session.name:
+            if path == "/" and method in ("HEAD", "GET", "OPTIONS"):
+                self.warmups += 1
+            else:
+                self.not_found += 1
+            await _send(conn, stream, 404, [], b"" if method == "HEAD" else b"not found")
+            return True
+
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        contract_headers = _contract_headers(request.headers)
+        action_id = _lenient_id(body, contract_headers)
+        attempt = 1
+        if action_id is not None:
+            attempt = session.attempts.get(action_id, 0) + 1
+            session.attempts[action_id] = attempt
+        fault = self._faults.pick(attempt)
+
+        status: int | None = 200
+        result: dict[str, Any] | None = None
+        if fault is None or fault.kind == "slow":
+            result = self._contract(session, method, contract_headers, body)
+        elif fault.kind == "not_ok":
+            result = _refuse("injected")
+        elif fault.kind == "status":
+            status = fault.status
+        elif fault.kind in ("hang", "drop"):
+            status = None
+        self.requests.append(
+            RecordedRequest(
+                time=arrived,
+                session=session.name,
+                method=method,
+                path=f"/request/{session.name}/***",
+                headers=headers,
+                body=body,
+                id=action_id,
+                attempt=attempt,
+                fault=fault,
+                status=status,
+                response=result,
+                connection=number,
+            )
+        )
+        self._notify()
+
+        if fault is not None and fault.kind == "drop":
+            return False
+        if fault is not None and fault.kind == "hang":
+            await _wait_closed_by_peer(stream)
+            return False
+        if fault is not None and fault.kind == "slow":
+            await anyio.sleep(fault.delay_s)
+        if fault is not None and fault.kind == "status":
+            extra = []
+            if fault.retry_after_s is not None:
+                extra.append(("Retry-After", str(fault.retry_after_s)))
+            await _send(conn, stream, fault.status, extra, f"injected {fault.status}".encode())
+        elif fault is not None and fault.kind == "non_json":
+            await _send(conn, stream, 200, [("Content-Type", "text/html")], _NON_JSON)
+        else:
+            payload = json.dumps(result, separators=(",", ":")).encode()
+            await _send(conn, stream, 200, [("Content-Type", "application/json")], payload)
+        return complete
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def _contract(
+        self, session: _Session, method: str, headers: dict[str, str], body: bytes
+    ) -> dict[str, Any]:
+        if method != "POST":
+            return _refuse("method_not_allowed")
+        if len(body) > MAX_BODY_BYTES:
+            return _refuse("body_too_large")
+        if self._secret is not None:
+            refusal = self._check_signature(headers.get("x-vox-signature"), body)
+            if refusal is not None:
+                return _refuse(refusal)
+        try:
+            data = _loads(body)
+        except (ValueError, RecursionError):
+            return _refuse("bad_json")
+        if not isinstance(data, dict):
+            return _refuse("bad_json")
+        action_id = data.get("id")
+        if not isinstance(action_id, str) or not _ID.fullmatch(action_id):
+            return _refuse("bad_request")
+        key = headers.get("x-idempotency-key")
+        if key is not None and key != action_id:
+            return _refuse("bad_request")
+        first = session.results.get(action_id)
+        if first is not None:
+            return {**first, "duplicate": True}
+        result = self._decide(session, action_id, data)
+        if len(session.results) >= MAX_REMEMBERED_IDS:
+            del session.results[next(iter(session.results))]
+        session.results[action_id] = result
+        return result
+
+    def _decide(self, session: _Session, action_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        action = data.get("action")
+        if not isinstance(action, str):
+            return _refuse("bad_request")
+        if action not in ACTIONS:
+            return _refuse("unknown_action")
+        summary = data.get("summary")
+        if "summary" in data and (not isinstance(summary, str) or len(summary) > MAX_SUMMARY_CODE_POINTS):
+            return _refuse("bad_request")
+        if session.ended:
+            return _refuse("call_ended")
+        if action == "call_transfer":
+            if session.transfer_in_progress:
+                return _refuse("transfer_in_progress")
+            session.transfer_in_progress = True
+        else:
+            session.ended = True
+        text = (summary if isinstance(summary, str) else "") if action == "call_transfer" else None
+        self.effects.append(Effect(self._clock(), session.name, action, action_id, text))
+        self._notify()
+        return {"ok": True, "id": action_id, "action": action}
+
+    def _check_signature(self, header: str | None, body: bytes) -> str | None:
+        assert self._secret is not None
+        if not header:
+            return "missing_signature"
+        match = _SIGNATURE.fullmatch(header)
+        if match is None:
+            return "bad_signature"
+        expected = _mac(self._secret, match.group(1), body)  # over ``t`` as sent
+        if not hmac.compare_digest(expected, match.group(2).lower()):
+            return "bad_signature"
+        if abs(self._wall_clock() - int(match.group(1))) > SIGNATURE_WINDOW_S:
+            return "stale_signature"
+        return None
+
+
+class _QuietTLSListener(TLSListener):
+    """A TLS listener that logs failed handshakes (e.g. plain HTTP or untrusted clients) quietly."""
+
+    @staticmethod
+    async def handle_handshake_error(exc: BaseException, stream: anyio.abc.AnyByteStream) -> None:
+        await anyio.aclose_forcefully(stream)
+        if isinstance(exc, anyio.get_cancelled_exc_class()) or not isinstance(exc, Exception):
+            raise exc
+        log.debug("voxengine emulator: TLS handshake failed: %r", exc)
+
+
+async def _next_event(conn: h11.Connection, stream: anyio.abc.ByteStream) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            data = await stream.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            data = b""
+        conn.receive_data(data)
+
+
+async def _send(
+    conn: h11.Connection,
+    stream: anyio.abc.ByteStream,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+) -> None:
+    head = [*headers, ("Content-Length", str(len(body)))]
+    if not any(name.lower() == "content-type" for name, _ in head):
+        head.append(("Content-Type", "text/plain"))
+    data = conn.send(h11.Response(status_code=status, headers=head)) or b""
+    if body:
+        data += conn.send(h11.Data(data=body)) or b""
+    data += conn.send(h11.EndOfMessage()) or b""
+    await stream.send(data)
+
+
+async def _wait_closed_by_peer(stream: anyio.abc.ByteStream) -> None:
+    """Hold the connection (answering nothing) until the peer closes it."""
+    try:
+        while await stream.receive(65536):
+            pass
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        return
