@@ -1,0 +1,579 @@
+/**
+ * VoxEngine scenario: an inbound call answered by a Cartesia Line agent, with an HTTP control
+ * plane through which the agent asks for telephony actions (end_call, call_transfer).
+ *
+ * Flow (as in Voximplant's "Cartesia Line Agents: function calling" example):
+ *   AppEvents.Started      → keep e.accessSecureURL, the per-session control URL;
+ *   AppEvents.CallAlerting → answer, read settings from ApplicationStorage, create the Cartesia
+ *                            Agents client, bridge media, start the agent with the control URL in
+ *                            its metadata (vox_session_control_url);
+ *   AppEvents.HttpRequest  → the agent's control requests, per docs/control-contract.md.
+ *
+ * The file has three parts:
+ *   1. settings and constants;
+ *   2. the control logic: pure functions, no telephony (validation, HMAC check, idempotency,
+ *      dispatch); it never throws and only touches the call through the `deps` it is given;
+ *   3. the telephony glue: one session object, its legs and the VoxEngine event handlers.
+ *
+ * API names follow Voximplant's published typings (voxengine.d.ts, VoxEngine 7.57) and docs.
+ * Where the docs are silent, the assumption is written next to the code as "ASSUMPTION:".
+ */
+
+require(Modules.Cartesia);
+require(Modules.ApplicationStorage);
+
+// ---------------------------------------------------------------------------------------------
+// 1. Settings and constants
+// ---------------------------------------------------------------------------------------------
+
+/** Record the caller leg (stereo: caller left, what the caller hears right). */
+const RECORD_CALLS = false;
+
+/** Cartesia API version sent by the Agents client (the value Voximplant's example uses). */
+const CARTESIA_VERSION = '2025-04-16';
+
+/** ApplicationStorage keys. VOX_CONTROL_SECRET is optional: when set, control requests must be signed. */
+const STORAGE_KEYS = {
+  apiKey: 'CARTESIA_API_KEY',
+  agentId: 'CARTESIA_AGENT_ID',
+  transferNumber: 'TRANSFER_NUMBER',
+  pstnCallerId: 'PSTN_CALLER_ID',
+  controlSecret: 'VOX_CONTROL_SECRET',
+};
+
+/**
+ * Settings without which the call is not taken. The transfer numbers are required too: the agent
+ * offers transfers, and a misconfiguration should fail the first test call, not a caller mid-call.
+ */
+const REQUIRED_SETTINGS = ['apiKey', 'agentId', 'transferNumber', 'pstnCallerId'];
+
+/** What the caller hears when the transfer target cannot be reached, before we hang up. */
+const TRANSFER_BUSY_MESSAGE = 'Sorry, the line is busy right now. Please call again later. Goodbye.';
+const TRANSFER_FAILED_MESSAGE = 'Sorry, I could not connect your call. Please call again later. Goodbye.';
+const SIP_BUSY = 486;
+
+/** Hang up anyway if the goodbye message never reports PlaybackFinished. */
+const ANNOUNCEMENT_TIMEOUT_MS = 20000;
+
+/**
+ * Delay between hanging up and VoxEngine.terminate(). The control response that triggered the
+ * hangup (and a quick retry of it) must still be deliverable; terminating inside the HTTP handler
+ * could tear the session down before VoxEngine sends the response.
+ */
+const TERMINATE_GRACE_MS = 1000;
+
+/** Limits and codes of docs/control-contract.md. */
+const CONTROL = {
+  MAX_BODY_BYTES: 16 * 1024,
+  ID_PATTERN: /^[A-Za-z0-9_-]{1,128}$/,
+  MAX_SUMMARY_CODE_POINTS: 2000,
+  SIGNATURE_WINDOW_S: 300,
+  // `t` as sent (digits only) and 64 hex digits; the exact form of the contract, nothing else.
+  SIGNATURE_PATTERN: /^t=(\d{1,15}),v1=([0-9A-Fa-f]{64})$/,
+  ACTIONS: ['end_call', 'call_transfer'],
+  // Per-session memory of answered ids. A call sees a handful of actions; the cap only keeps a
+  // flood of valid ids from growing memory. Effects stay single-shot through the call state anyway.
+  MAX_REMEMBERED_IDS: 256,
+};
+
+/** RFC 4231 test case 2, used to check that Crypto.hmac_sha256 returns lowercase hex. */
+const HMAC_SELF_TEST = {
+  key: 'Jefe',
+  data: 'what do ya want for nothing?',
+  hex: '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
+};
+
+// ---------------------------------------------------------------------------------------------
+// 2. Control logic (pure: no VoxEngine calls; everything it needs comes in through `deps`)
+// ---------------------------------------------------------------------------------------------
+
+function hasOwn(object, key) {
+  return Object.prototype.hasOwnProperty.call(object, key);
+}
+
+/**
+ * Header names, lowercased, mapped to trimmed values. An empty value counts as absent.
+ * ASSUMPTION: VoxEngine's typings describe e.headers as an array of {key, value} (X- headers
+ * only); a plain {name: value} object is accepted as well. The first occurrence of a name wins.
+ */
+function normalizeHeaders(raw) {
+  const headers = Object.create(null);
+  const add = (name, value) => {
+    if (typeof name !== 'string' || typeof value !== 'string') return;
+    const key = name.trim().toLowerCase();
+    const trimmed = value.trim();
+    if (key && trimmed && !(key in headers)) headers[key] = trimmed;
+  };
+  if (Array.isArray(raw)) {
+    for (const entry of raw) {
+      if (entry && typeof entry === 'object') add(entry.key, entry.value);
+    }
+  } else if (raw && typeof raw === 'object') {
+    for (const name of Object.keys(raw)) add(name, raw[name]);
+  }
+  return headers;
+}
+
+/** True when `text` encodes to more than `limit` UTF-8 bytes (counted without allocating). */
+function exceedsUtf8Bytes(text, limit) {
+  if (text.length > limit) return true; // every UTF-16 unit is at least one byte
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4; // a surrogate pair is one 4-byte code point
+      i++;
+    } else bytes += 3; // the rest of the BMP; a lone surrogate becomes U+FFFD (3 bytes)
+    if (bytes > limit) return true;
+  }
+  return false;
+}
+
+/** Unicode code points, so that "2000 characters" means the same in JavaScript and Python. */
+function codePointLength(text) {
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) i++;
+    count++;
+  }
+  return count;
+}
+
+/** Compares two strings in time that depends only on their length (the MAC is fixed-length). */
+function constantTimeEqual(a, b) {
+  if (typeof a !== 'string' || typeof b !== 'string' || a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+/**
+ * Checks `X-Vox-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." + body)>`.
+ * Returns null when valid, else the refusal code. The MAC is checked before the clock window so
+ * that only an authentic sender learns that its clock (or a replay) is off.
+ */
+function checkSignature(headerValue, body, secret, nowSeconds, hmacSha256Hex) {
+  if (!headerValue) return 'missing_signature';
+  const match = CONTROL.SIGNATURE_PATTERN.exec(headerValue);
+  if (!match) return 'bad_signature';
+  const timestamp = match[1];
+  const expected = String(hmacSha256Hex(secret, timestamp + '.' + body)).toLowerCase();
+  if (!constantTimeEqual(expected, match[2].toLowerCase())) return 'bad_signature';
+  if (Math.abs(nowSeconds - Number(timestamp)) > CONTROL.SIGNATURE_WINDOW_S) return 'stale_signature';
+  return null;
+}
+
+/** The body as a JSON object, or null (not JSON, or an array, number, string, boolean, null). */
+function parseJsonObject(body) {
+  let value;
+  try {
+    value = JSON.parse(body);
+  } catch (err) {
+    return null;
+  }
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : null;
+}
+
+/** The request's id when well-formed and consistent with X-Idempotency-Key, else null. */
+function readRequestId(command, idempotencyKey) {
+  const id = hasOwn(command, 'id') ? command.id : undefined;
+  if (typeof id !== 'string' || !CONTROL.ID_PATTERN.test(id)) return null;
+  if (idempotencyKey !== undefined && idempotencyKey !== id) return null;
+  return id;
+}
+
+/** Field checks after the id: null when the command is well-formed, else the refusal code. */
+function validateCommand(command) {
+  if (!hasOwn(command, 'action') || typeof command.action !== 'string') return 'bad_request';
+  if (CONTROL.ACTIONS.indexOf(command.action) < 0) return 'unknown_action';
+  if (hasOwn(command, 'summary')) {
+    const summary = command.summary;
+    if (typeof summary !== 'string') return 'bad_request';
+    if (codePointLength(summary) > CONTROL.MAX_SUMMARY_CODE_POINTS) return 'bad_request';
+  }
+  return null;
+}
+
+/** Remembers the first answer per id (insertion-ordered; the oldest is forgotten past the cap). */
+function createIdempotencyTable(limit) {
+  const answers = new Map();
+  return {
+    get: (id) => answers.get(id),
+    remember(id, answer) {
+      if (answers.size >= limit) answers.delete(answers.keys().next().value);
+      answers.set(id, answer);
+    },
+  };
+}
+
+function refusal(code) {
+  return { ok: false, error: code };
+}
+
+/**
+ * Builds the control request handler. `deps`:
+ *   secret()            → undefined until settings are loaded, then the signing secret or null;
+ *   nowSeconds()        → the receiver's clock;
+ *   hmacSha256Hex(k, d) → lowercase hex HMAC-SHA256;
+ *   agentInControl()    → the agent may still act on the call;
+ *   transferUnderWay()  → a transfer was accepted and is not finished;
+ *   perform(command)    → starts the telephony effect of an accepted command; must not throw.
+ *
+ * The handler takes {method, body, headers (normalized)} and returns {response, id, action}; id
+ * and action are set only once they are known to be valid (they are safe to log).
+ *
+ * Checks run in this order, the first failure decides (the contract's cases pin it):
+ *   method → body size → settings loaded → signature → JSON object → id (+ X-Idempotency-Key)
+ *   → seen id (duplicate) → action → summary → call state.
+ * Everything after the id check is remembered per id, refusals included; a refusal before it is
+ * not, so a corrected request with the same id still gets its own answer.
+ */
+function createControlHandler(deps) {
+  const seen = createIdempotencyTable(CONTROL.MAX_REMEMBERED_IDS);
+
+  function decide(command, id) {
+    const invalid = validateCommand(command);
+    if (invalid) return refusal(invalid);
+    if (!deps.agentInControl()) return refusal('call_ended');
+    if (command.action === 'call_transfer' && deps.transferUnderWay()) {
+      return refusal('transfer_in_progress');
+    }
+    return { ok: true, id: id, action: command.action };
+  }
+
+  return function handleControlRequest(request) {
+    const headers = request.headers;
+    const early = (code) => ({ response: refusal(code), id: null, action: null });
+
+    if (String(request.method || '').toUpperCase() !== 'POST') return early('method_not_allowed');
+    const body = typeof request.body === 'string' ? request.body : '';
+    if (exceedsUtf8Bytes(body, CONTROL.MAX_BODY_BYTES)) return early('body_too_large');
+
+    const secret = deps.secret();
+    // Before the call is set up the agent has not been given the URL yet, and the signing secret
+    // is unknown: nothing can be verified, so nothing is accepted.
+    if (secret === undefined) return early('call_ended');
+    if (secret) {
+      const bad = checkSignature(headers['x-vox-signature'], body, secret, deps.nowSeconds(), deps.hmacSha256Hex);
+      if (bad) return early(bad);
+    }
+
+    const command = parseJsonObject(body);
+    if (!command) return early('bad_json');
+    const id = readRequestId(command, headers['x-idempotency-key']);
+    if (!id) return early('bad_request');
+
+    const first = seen.get(id);
+    if (first) return { response: Object.assign({}, first, { duplicate: true }), id: id, action: first.action || null };
+
+    const response = decide(command, id);
+    seen.remember(id, response);
+    if (response.ok) deps.perform({ action: command.action, summary: command.summary || '' });
+    const knownAction = CONTROL.ACTIONS.indexOf(command.action) >= 0 ? command.action : null;
+    return { response: response, id: id, action: knownAction };
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Telephony glue
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Phases: idle → starting → active → transferring → transferred, or → announcing (transfer
+ * failed, telling the caller), and → ended from anywhere. The agent controls the call only while
+ * active or transferring; after the hand-off to the transfer target it no longer does.
+ */
+const session = {
+  phase: 'idle',
+  controlUrl: null,
+  settings: null,
+  caller: null, // leg: {name, call, ended}
+  consult: null, // leg of the transfer target
+  agent: null, // Cartesia.AgentsClient
+  agentBridged: false,
+  agentStopped: false,
+  announcementTimer: null,
+};
+
+/** One line in the session log. Every value from outside goes through forLog() first. */
+function log(message) {
+  Logger.write('[cartesia-control] ' + message);
+}
+
+/**
+ * A value from outside (header, summary, error text), fit for the log: control, line-breaking
+ * and bidi characters become '?', so a request cannot forge or disguise log lines; bounded.
+ */
+function forLog(value, max) {
+  const text = String(value).replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, '?');
+  return text.length > max ? text.slice(0, max) + '…' : text;
+}
+
+/** Runs a telephony call; a failure is logged, never thrown into an event handler. */
+function safely(what, fn) {
+  try {
+    fn();
+    return true;
+  } catch (err) {
+    log(what + ' failed: ' + forLog(err && err.message, 200));
+    return false;
+  }
+}
+
+/** The control URL's path is a bearer secret: log the origin and a short fingerprint only. */
+function redactUrl(url) {
+  const origin = String(url).replace(/^(https?:\/\/[^/]+).*$/, '$1');
+  // Same fingerprint as the agent's (sha256 hex, 12 chars), so both logs can be matched.
+  // ASSUMPTION: Crypto.sha256 returns the hex digest of the UTF-8 string.
+  return origin + '/…#' + String(Crypto.sha256(String(url))).slice(0, 12);
+}
+
+function agentInControl() {
+  return session.phase === 'active' || session.phase === 'transferring';
+}
+
+function hangUp(leg) {
+  if (!leg || leg.ended) return;
+  leg.ended = true; // first: our own hangup comes back as Disconnected/Failed, which must not act again
+  safely('hangup ' + leg.name, () => leg.call.hangup());
+}
+
+/** Stops the agent's media and closes its WebSocket (once; our own close is not an error). */
+function stopAgent() {
+  const client = session.agent;
+  if (!client || session.agentStopped) return;
+  session.agentStopped = true;
+  if (session.agentBridged) {
+    safely('stop agent media', () => VoxEngine.stopMediaBetween(session.caller.call, client));
+  }
+  safely('close agent', () => client.close());
+}
+
+/** Ends everything once: agent, transfer leg, caller, then (after the grace period) the session. */
+function endSession(reason) {
+  if (session.phase === 'ended') return;
+  session.phase = 'ended';
+  log('ending call: ' + reason);
+  if (session.announcementTimer !== null) clearTimeout(session.announcementTimer);
+  stopAgent();
+  hangUp(session.consult);
+  hangUp(session.caller);
+  setTimeout(() => VoxEngine.terminate(), TERMINATE_GRACE_MS); // once: endSession runs once
+}
+
+// --- transfer ---------------------------------------------------------------------------------
+
+/** Blind transfer: dial the target; the agent stays on the line until the target answers. */
+function startTransfer(summary) {
+  session.phase = 'transferring';
+  log('transfer requested; summary: ' + (summary ? forLog(summary, 2000) : '(none)'));
+  const settings = session.settings;
+  let call = null;
+  const dialled = safely('dial transfer target', () => {
+    call = VoxEngine.callPSTN(settings.transferNumber, settings.pstnCallerId);
+  });
+  if (!dialled || !call) {
+    announceTransferFailure(null, 'dial failed');
+    return;
+  }
+  const leg = { name: 'consult', call: call, ended: false };
+  session.consult = leg;
+  call.addEventListener(CallEvents.Connected, () => onConsultConnected(leg));
+  call.addEventListener(CallEvents.Failed, (e) => onConsultFailed(leg, e));
+  call.addEventListener(CallEvents.Disconnected, () => onConsultDisconnected(leg));
+}
+
+function onConsultConnected(leg) {
+  if (session.phase !== 'transferring' || session.consult !== leg) return;
+  stopAgent();
+  safely('bridge caller and transfer target', () => VoxEngine.sendMediaBetween(session.caller.call, leg.call));
+  session.phase = 'transferred';
+  log('transfer connected; the agent is off the call');
+}
+
+function onConsultFailed(leg, e) {
+  leg.ended = true;
+  // Also reported after our own hangup of a leg still ringing (end_call, caller gone): ignore.
+  if (session.phase !== 'transferring' || session.consult !== leg) return;
+  announceTransferFailure(e && e.code, e && e.reason);
+}
+
+function onConsultDisconnected(leg) {
+  leg.ended = true;
+  if (session.consult !== leg) return;
+  if (session.phase === 'transferred') endSession('transfer target hung up');
+  else if (session.phase === 'transferring') announceTransferFailure(null, 'disconnected before answer');
+}
+
+/** Tells the caller the transfer did not work, then hangs up (on PlaybackFinished or a timeout). */
+function announceTransferFailure(code, reason) {
+  session.phase = 'announcing';
+  log('transfer failed: ' + forLog(code === null || code === undefined ? '-' : code, 10) + ' ' + forLog(reason || '', 100));
+  stopAgent(); // the caller's single audio input is about to carry the message
+  const message = code === SIP_BUSY ? TRANSFER_BUSY_MESSAGE : TRANSFER_FAILED_MESSAGE;
+  if (!safely('say transfer failure', () => session.caller.call.say(message))) {
+    endSession('transfer failed');
+    return;
+  }
+  session.announcementTimer = setTimeout(() => endSession('transfer failed (announcement timed out)'), ANNOUNCEMENT_TIMEOUT_MS);
+}
+
+// --- the agent --------------------------------------------------------------------------------
+
+/**
+ * The agent's WebSocket failed or closed without us closing it. While transferring, the agent's
+ * part is done (Line may end its session after the handoff): the transfer carries on and its own
+ * outcome decides the call; stopAgent() still runs then, closing an already closed client is harmless.
+ */
+function onAgentLost(what) {
+  if (session.agentStopped) return; // we closed it ourselves
+  log('agent ' + what);
+  if (session.phase === 'active' || session.phase === 'starting') endSession('agent disconnected');
+}
+
+// --- control requests ---------------------------------------------------------------------------
+
+const handleControlRequest = createControlHandler({
+  secret: () => (session.settings ? session.settings.controlSecret : undefined),
+  nowSeconds: () => Math.floor(Date.now() / 1000),
+  hmacSha256Hex(key, data) {
+    try {
+      return Crypto.hmac_sha256(key, data);
+    } catch (err) {
+      return ''; // fail closed: an unusable primitive matches no signature
+    }
+  },
+  agentInControl: agentInControl,
+  transferUnderWay: () => session.phase === 'transferring',
+  perform(command) {
+    if (command.action === 'end_call') endSession('end_call requested by the agent');
+    else if (command.action === 'call_transfer') startTransfer(command.summary);
+  },
+});
+
+/** AppEvents.HttpRequest: whatever is returned becomes the response body. Never throws. */
+function onHttpRequest(e) {
+  let outcome;
+  let headers = Object.create(null);
+  try {
+    headers = normalizeHeaders(e && e.headers);
+    outcome = handleControlRequest({ method: e && e.method, body: e && e.content, headers: headers });
+  } catch (err) {
+    // Not reachable by design; outside the contract's codes (see voxengine/README.md).
+    log('control handler error: ' + forLog(err && err.message, 200));
+    outcome = { response: refusal('internal_error'), id: null, action: null };
+  }
+  logControlRequest(outcome, headers);
+  return JSON.stringify(outcome.response);
+}
+
+function logControlRequest(outcome, headers) {
+  const response = outcome.response;
+  let line = 'control action=' + (outcome.action || '-') + ' id=' + (outcome.id || '-') +
+    ' result=' + (response.ok ? 'ok' : response.error) + (response.duplicate ? ' duplicate' : '');
+  if (headers['x-traceparent']) line += ' traceparent=' + forLog(headers['x-traceparent'], 128);
+  if (headers['x-tracestate']) line += ' tracestate=' + forLog(headers['x-tracestate'], 512);
+  log(line);
+}
+
+// --- session setup ------------------------------------------------------------------------------
+
+/** Reads every setting; blank values count as missing. */
+async function loadSettings() {
+  const names = Object.keys(STORAGE_KEYS);
+  const items = await Promise.all(names.map((name) => ApplicationStorage.get(STORAGE_KEYS[name])));
+  const settings = {};
+  names.forEach((name, i) => {
+    const value = items[i] && typeof items[i].value === 'string' ? items[i].value.trim() : '';
+    settings[name] = value || null;
+  });
+  return settings;
+}
+
+function checkHmacPrimitive() {
+  let hex = '';
+  safely('HMAC self-test', () => {
+    hex = String(Crypto.hmac_sha256(HMAC_SELF_TEST.key, HMAC_SELF_TEST.data)).toLowerCase();
+  });
+  if (hex !== HMAC_SELF_TEST.hex) {
+    log('ERROR: Crypto.hmac_sha256 does not return hex HMAC-SHA256; every signed request will be refused');
+  }
+}
+
+function onStarted(e) {
+  session.controlUrl = e.accessSecureURL;
+  log('session started; control URL ' + redactUrl(session.controlUrl));
+}
+
+async function onCallAlerting(e) {
+  if (session.phase !== 'idle') return; // one inbound call per session
+  session.phase = 'starting';
+  const caller = { name: 'caller', call: e.call, ended: false };
+  session.caller = caller;
+  e.call.addEventListener(CallEvents.Disconnected, () => {
+    caller.ended = true;
+    endSession('caller hung up');
+  });
+  e.call.addEventListener(CallEvents.Failed, () => {
+    caller.ended = true;
+    endSession('caller leg failed');
+  });
+  e.call.addEventListener(CallEvents.PlaybackFinished, () => {
+    if (session.phase === 'announcing') endSession('transfer failed (caller told)');
+  });
+  try {
+    e.call.answer();
+    if (RECORD_CALLS) e.call.record({ hd_audio: true, stereo: true });
+    await connectAgent(e);
+  } catch (err) {
+    log('call setup failed: ' + forLog(err && err.message, 200));
+    endSession('setup failed');
+  }
+}
+
+async function connectAgent(e) {
+  const settings = await loadSettings();
+  if (session.phase !== 'starting') return; // the caller hung up meanwhile
+  const missing = REQUIRED_SETTINGS.filter((name) => !settings[name]);
+  if (missing.length) {
+    log('missing ApplicationStorage keys: ' + missing.map((name) => STORAGE_KEYS[name]).join(', '));
+    endSession('not configured');
+    return;
+  }
+  session.settings = settings;
+  if (settings.controlSecret) checkHmacPrimitive();
+  log('control requests ' + (settings.controlSecret ? 'must be signed' : 'are not signed (no VOX_CONTROL_SECRET)'));
+
+  const client = await Cartesia.createAgentsClient({
+    apiKey: settings.apiKey,
+    agentId: settings.agentId,
+    cartesiaVersion: CARTESIA_VERSION,
+    onWebSocketClose: (event) => onAgentLost('WebSocket closed (' + forLog(event && event.code, 10) + ')'),
+  });
+  session.agent = client;
+  if (session.phase !== 'starting') {
+    stopAgent(); // the caller hung up while the agent was connecting
+    return;
+  }
+  // The agent asks to drop the audio it has queued when the caller barges in.
+  client.addEventListener(Cartesia.AgentsEvents.Clear, () => safely('clear agent audio', () => client.clearMediaBuffer()));
+  client.addEventListener(Cartesia.AgentsEvents.WebSocketError, () => onAgentLost('WebSocket error'));
+  VoxEngine.sendMediaBetween(e.call, client);
+  session.agentBridged = true;
+  client.start({
+    metadata: {
+      vox_session_control_url: session.controlUrl,
+      caller: e.callerid,
+      callee: e.destination,
+    },
+  });
+  session.phase = 'active';
+  log('agent started');
+}
+
+VoxEngine.addEventListener(AppEvents.Started, onStarted);
+VoxEngine.addEventListener(AppEvents.CallAlerting, onCallAlerting);
+VoxEngine.addEventListener(AppEvents.HttpRequest, onHttpRequest);

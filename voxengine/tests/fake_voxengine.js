@@ -1,0 +1,491 @@
+'use strict';
+/**
+ * A fake VoxEngine runtime for scenario.js: it loads the scenario into a node:vm context whose
+ * globals imitate the VoxEngine APIs the scenario uses, records every telephony effect, and lets
+ * a test drive the session event by event.
+ *
+ * Fidelity notes (from Voximplant's voxengine.d.ts, VoxEngine 7.57):
+ * - event names are the documented string values; listening to anything else throws, so a typo
+ *   in the scenario (CallEvents.Disconected) fails a test instead of silently never firing;
+ * - AppEvents.HttpRequest carries only X- headers, as an array of {key, value};
+ * - Call.hangup() is answered by CallEvents.Disconnected (connected leg) or CallEvents.Failed
+ *   (outgoing leg not yet connected), as the docs describe; it is queued, not synchronous;
+ * - closing a Cartesia client reports through its onWebSocketClose callback;
+ * - timers are fake: nothing runs until the test advances the clock.
+ *
+ * `violations` collects what the real platform would punish or what the scenario promises never
+ * to do: terminate twice, hang up a leg twice or after it ended, close the agent twice, use the
+ * API after terminate.
+ */
+
+const vm = require('node:vm');
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+
+const SCENARIO_PATH = path.join(__dirname, '..', 'scenario.js');
+
+const AppEvents = Object.freeze({
+  CallAlerting: 'Application.CallAlerting',
+  Terminating: 'Application.Terminating',
+  Terminated: 'Application.Terminated',
+  Started: 'Application.Started',
+  HttpRequest: 'Application.HttpRequest',
+});
+
+const CallEvents = Object.freeze({
+  Connected: 'Call.Connected',
+  Disconnected: 'Call.Disconnected',
+  Failed: 'Call.Failed',
+  PlaybackFinished: 'Call.PlaybackFinished',
+  PlaybackStarted: 'Call.PlaybackStarted',
+  Ringing: 'Call.Ringing',
+  RecordStarted: 'Call.RecordStarted',
+});
+
+const AgentsEvents = Object.freeze({
+  Unknown: 'Cartesia.Agents.Unknown',
+  HTTPResponse: 'Cartesia.Agents.HTTPResponse',
+  ACK: 'Cartesia.Agents.ACK',
+  Clear: 'Cartesia.Agents.Clear',
+  DTMF: 'Cartesia.Agents.DTMF',
+  Custom: 'Cartesia.Agents.Custom',
+  WebSocketError: 'Cartesia.Agents.WebSocketError',
+  ConnectorInformation: 'Cartesia.Agents.ConnectorInformation',
+});
+
+const CartesiaEvents = Object.freeze({
+  WebSocketMediaStarted: 'Cartesia.Events.WebSocketMediaStarted',
+  WebSocketMediaEnded: 'Cartesia.Events.WebSocketMediaEnded',
+});
+
+const Modules = Object.freeze({ Cartesia: 'Cartesia', ApplicationStorage: 'ApplicationStorage' });
+
+const CONTROL_URL = 'https://203.0.113.10:12092/request/SESSIONSECRET.1700000000.1_203.0.113.10/TOKENSECRET';
+
+function hmacHex(key, data) {
+  return crypto.createHmac('sha256', key).update(data, 'utf8').digest('hex');
+}
+
+/** A listener registry that only accepts documented event names and function handlers. */
+class Emitter {
+  constructor(runtime, allowed) {
+    this._runtime = runtime;
+    this._allowed = new Set(Object.values(allowed));
+    this._handlers = new Map();
+  }
+
+  addEventListener(event, handler) {
+    if (!this._allowed.has(event)) throw new Error(`unknown event: ${String(event)}`);
+    if (typeof handler !== 'function') throw new Error(`handler for ${event} is not a function`);
+    if (!this._handlers.has(event)) this._handlers.set(event, []);
+    this._handlers.get(event).push(handler);
+  }
+
+  removeEventListener(event, handler) {
+    const list = this._handlers.get(event) || [];
+    this._handlers.set(event, handler ? list.filter((h) => h !== handler) : []);
+  }
+
+  listenerCount(event) {
+    return (this._handlers.get(event) || []).length;
+  }
+
+  /** Calls every handler now; returns the first handler's return value. */
+  emit(event, payload) {
+    let first;
+    (this._handlers.get(event) || []).forEach((handler, i) => {
+      const value = this._runtime._invoke(handler, payload);
+      if (i === 0) first = value;
+    });
+    return first;
+  }
+}
+
+class FakeCall extends Emitter {
+  constructor(runtime, name, { incoming, callerid, number }) {
+    super(runtime, CallEvents);
+    this.name = name;
+    this._id = `${name}-id`;
+    this._incoming = incoming;
+    this._callerid = callerid;
+    this._number = number;
+    this.connected = false;
+    this.ended = false; // disconnected or failed, whoever ended it
+  }
+
+  id() { return this._id; }
+  incoming() { return this._incoming; }
+  callerid() { return this._callerid; }
+  number() { return this._number; }
+  state() { return this.ended ? 'TERMINATED' : this.connected ? 'CONNECTED' : 'PROGRESSING'; }
+
+  answer() {
+    this._runtime._effect('answer', { leg: this.name });
+    this.connected = true;
+    this._runtime._queue(() => this.emit(CallEvents.Connected, this._event(CallEvents.Connected)));
+  }
+
+  hangup() {
+    this._runtime._effect('hangup', { leg: this.name });
+    if (this.ended) this._runtime._violation(`hangup of ${this.name}, which had already ended`);
+    if (this._hungUp) this._runtime._violation(`second hangup of ${this.name}`);
+    this._hungUp = true;
+    if (this.ended) return;
+    if (this.connected) this._end(CallEvents.Disconnected, { internalCode: 200, reason: 'Normal hangup', duration: 1, cost: 0, direction: 'pstn' });
+    else this._end(CallEvents.Failed, { code: 487, reason: 'Request Terminated' });
+  }
+
+  say(text, parameters) {
+    this._runtime._maybeThrow('say');
+    this._runtime._effect('say', { leg: this.name, text, parameters });
+  }
+  record(parameters) { this._runtime._effect('record', { leg: this.name, parameters }); }
+  startPlayback(url) { this._runtime._effect('startPlayback', { leg: this.name, url }); }
+  stopPlayback() { this._runtime._effect('stopPlayback', { leg: this.name }); }
+
+  // --- driven by tests: what the far end (or the network) does -----------------------------------
+
+  /** The far end answers an outgoing leg. */
+  remoteAnswer() {
+    this.connected = true;
+    this.emit(CallEvents.Connected, this._event(CallEvents.Connected));
+  }
+
+  /** The far end hangs up a connected leg. */
+  remoteHangup() {
+    this.ended = true;
+    this.emit(CallEvents.Disconnected, this._event(CallEvents.Disconnected, { internalCode: 200, reason: 'Normal hangup' }));
+  }
+
+  /** An outgoing leg fails before it connects (486 busy, 480 unavailable, 603 rejected, ...). */
+  remoteFail(code, reason) {
+    this.ended = true;
+    this.emit(CallEvents.Failed, this._event(CallEvents.Failed, { code, reason }));
+  }
+
+  /** A Call.say() / startPlayback() finished playing. */
+  playbackFinished() {
+    this.emit(CallEvents.PlaybackFinished, this._event(CallEvents.PlaybackFinished));
+  }
+
+  _end(event, extra) {
+    this._runtime._queue(() => {
+      if (this.ended) return;
+      this.ended = true;
+      this.emit(event, this._event(event, extra));
+    });
+  }
+
+  _event(name, extra) {
+    return Object.assign({ call: this, name, id: this._id, headers: {} }, extra);
+  }
+}
+
+class FakeAgentsClient extends Emitter {
+  constructor(runtime, parameters) {
+    super(runtime, Object.assign({}, AgentsEvents, CartesiaEvents));
+    this.name = 'agent';
+    this.parameters = parameters;
+    this.closedByScenario = false;
+    this.socketClosed = false;
+  }
+
+  id() { return 'agent-id'; }
+  webSocketId() { return 'agent-ws-id'; }
+  start(parameters) { this._runtime._effect('agentStart', { parameters }); }
+  clearMediaBuffer(parameters) { this._runtime._effect('clearMediaBuffer', { parameters }); }
+  custom(parameters) { this._runtime._effect('agentCustom', { parameters }); }
+  dtmf(parameters) { this._runtime._effect('agentDtmf', { parameters }); }
+  sendMediaTo(unit) { this._runtime._effect('sendMediaTo', { from: this.name, to: unit && unit.name }); }
+  stopMediaTo(unit) { this._runtime._effect('stopMediaTo', { from: this.name, to: unit && unit.name }); }
+
+  close() {
+    this._runtime._effect('agentClose', {});
+    if (this.closedByScenario) this._runtime._violation('agent client closed twice');
+    this.closedByScenario = true;
+    if (!this.socketClosed) this._runtime._queue(() => this._socketClose(1000, 'closed by client'));
+  }
+
+  // --- driven by tests -----------------------------------------------------------------------------
+
+  /** Cartesia (or the network) closes the WebSocket. */
+  remoteClose(code = 1006, reason = 'abnormal closure') {
+    this._socketClose(code, reason);
+  }
+
+  /** A Cartesia.AgentsEvents / Cartesia.Events event from the agent's side. */
+  fire(event, data) {
+    this.emit(event, { client: this, data });
+  }
+
+  _socketClose(code, reason) {
+    if (this.socketClosed) return;
+    this.socketClosed = true;
+    const callback = this.parameters && this.parameters.onWebSocketClose;
+    if (typeof callback === 'function') this._runtime._invoke(callback, { code, reason });
+  }
+}
+
+/**
+ * Loads scenario.js into a fresh context.
+ * options:
+ *   storage       ApplicationStorage contents {KEY: value}
+ *   nowSeconds    the receiver's clock (unix seconds); default 1700000000
+ *   storageError  make ApplicationStorage.get reject with this message
+ *   agentError    make Cartesia.createAgentsClient reject with this message
+ *   holdAgent     keep createAgentsClient pending until runtime.releaseAgent()
+ *   hmac          replacement for Crypto.hmac_sha256 (to imitate a different platform primitive)
+ *   throwOn       {callPSTN: message, say: message}: make that API throw
+ *   source        scenario source text (defaults to scenario.js)
+ */
+class FakeVoxEngine {
+  constructor(options = {}) {
+    this.options = options;
+    this.nowMs = (options.nowSeconds === undefined ? 1700000000 : options.nowSeconds) * 1000;
+    this.effects = [];
+    this.logs = [];
+    this.errors = [];
+    this.violations = [];
+    this.modules = [];
+    this.caller = null;
+    this.consults = [];
+    this.agent = null;
+    this.terminated = false;
+    this._timers = [];
+    this._timerSeq = 0;
+    this._queueItems = [];
+    this._app = new Emitter(this, AppEvents);
+    this.context = vm.createContext(this._globals());
+    vm.runInContext('Date', this.context).now = () => this.nowMs;
+    const source = options.source === undefined ? fs.readFileSync(SCENARIO_PATH, 'utf8') : options.source;
+    vm.runInContext(source, this.context, { filename: 'scenario.js' });
+  }
+
+  get consult() {
+    return this.consults[this.consults.length - 1] || null;
+  }
+
+  // --- driving the session -------------------------------------------------------------------------
+
+  start(accessSecureURL = CONTROL_URL) {
+    this._app.emit(AppEvents.Started, {
+      accessURL: accessSecureURL.replace('https:', 'http:').replace(':12092', ':12091'),
+      accessSecureURL,
+      accountId: 1,
+      applicationId: 2,
+      logURL: 'https://example.invalid/log',
+      sessionId: 3,
+      name: AppEvents.Started,
+    });
+    return this.settle();
+  }
+
+  alert({ callerid = '+15550001111', destination = '+15550002222' } = {}) {
+    this.caller = new FakeCall(this, 'caller', { incoming: true, callerid, number: destination });
+    this._app.emit(AppEvents.CallAlerting, {
+      call: this.caller,
+      name: AppEvents.CallAlerting,
+      callerid,
+      destination,
+      toURI: `${destination}@example.invalid`,
+      fromURI: `${callerid}@example.invalid`,
+      displayName: callerid,
+      headers: {},
+      scheme: {},
+    });
+    return this.settle();
+  }
+
+  /** Started + CallAlerting + agent connected: the call as the agent sees it. */
+  async startCall(callOptions) {
+    await this.start();
+    await this.alert(callOptions);
+    return this;
+  }
+
+  /**
+   * One control request, delivered as VoxEngine would: only X- headers, as [{key, value}]
+   * (headerShape 'object' passes them as a plain object instead). Returns the handler's return
+   * value, which VoxEngine would send as the response body.
+   */
+  http({ method = 'POST', body = '', headers = {}, headerShape = 'array' } = {}) {
+    if (this._app.listenerCount(AppEvents.HttpRequest) !== 1) throw new Error('expected exactly one HttpRequest handler');
+    const visible = Object.entries(headers).filter(([name]) => /^x-/i.test(name));
+    const payload = {
+      name: AppEvents.HttpRequest,
+      method,
+      path: '/request/SESSIONSECRET.1700000000.1_203.0.113.10/TOKENSECRET',
+      content: body,
+      headers: headerShape === 'array' ? visible.map(([key, value]) => ({ key, value })) : Object.fromEntries(visible),
+    };
+    return this._app.emit(AppEvents.HttpRequest, payload);
+  }
+
+  /** Delivers an arbitrary HttpRequest event payload (for hostile-input tests). */
+  rawHttp(payload) {
+    return this._app.emit(AppEvents.HttpRequest, payload);
+  }
+
+  /** Evaluates an expression inside the scenario's context (constants, pure functions). */
+  evaluate(expression) {
+    return vm.runInContext(expression, this.context);
+  }
+
+  /** http() with a JSON body; returns the parsed response. */
+  control(json, headers = {}) {
+    return JSON.parse(this.http({ body: JSON.stringify(json), headers }));
+  }
+
+  releaseAgent() {
+    if (!this._heldAgent) throw new Error('no agent creation is being held');
+    const { resolve, client } = this._heldAgent;
+    this._heldAgent = null;
+    resolve(client);
+    return this.settle();
+  }
+
+  /** Advances the fake clock, running due timers in order. */
+  async advance(ms) {
+    const until = this.nowMs + ms;
+    for (;;) {
+      this._timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const next = this._timers[0];
+      if (!next || next.at > until) break;
+      this._timers.shift();
+      this.nowMs = next.at;
+      this._invoke(next.fn, undefined);
+      await this.settle();
+    }
+    this.nowMs = until;
+    await this.settle();
+  }
+
+  /**
+   * Runs queued platform events until none is left. Every fake asynchronous answer is an already
+   * settled promise, so one macrotask tick lets the scenario's async handlers run as far as they
+   * can; a handler waiting on something held (holdAgent) simply stays pending.
+   */
+  async settle() {
+    for (let round = 0; round < 1000; round++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!this._queueItems.length) return;
+      const items = this._queueItems.splice(0);
+      items.forEach((fn) => fn());
+    }
+    throw new Error('the session did not settle');
+  }
+
+  // --- what happened -------------------------------------------------------------------------------
+
+  count(type, filter = {}) {
+    return this.effects.filter((e) => e.type === type && Object.entries(filter).every(([k, v]) => e[k] === v)).length;
+  }
+
+  pendingTimers() {
+    return this._timers.length;
+  }
+
+  // --- internals -----------------------------------------------------------------------------------
+
+  _effect(type, details) {
+    if (this.terminated) this._violation(`${type} after VoxEngine.terminate()`);
+    this.effects.push(Object.assign({ type }, details));
+  }
+
+  _maybeThrow(api) {
+    const message = this.options.throwOn && this.options.throwOn[api];
+    if (message) throw new Error(message);
+  }
+
+  _violation(message) {
+    this.violations.push(message);
+  }
+
+  _queue(fn) {
+    this._queueItems.push(fn);
+  }
+
+  /** Calls a scenario handler the way the platform would: errors are recorded, not thrown. */
+  _invoke(fn, payload) {
+    let value;
+    try {
+      value = fn(payload);
+    } catch (err) {
+      this.errors.push(err);
+      return undefined;
+    }
+    if (value && typeof value.then === 'function') Promise.resolve(value).catch((err) => this.errors.push(err));
+    return value;
+  }
+
+  _globals() {
+    const rt = this;
+    const storage = this.options.storage || {};
+    const unit = (u) => (u && u.name) || String(u);
+    return {
+      Modules,
+      AppEvents,
+      CallEvents,
+      require(moduleName) {
+        if (!Object.values(Modules).includes(moduleName)) throw new Error(`unknown module: ${String(moduleName)}`);
+        rt.modules.push(moduleName);
+      },
+      Logger: { write: (message) => rt.logs.push(String(message)) },
+      Crypto: {
+        hmac_sha256: (key, data) => (rt.options.hmac ? rt.options.hmac(key, data) : hmacHex(key, data)),
+        sha256: (data) => crypto.createHash('sha256').update(data, 'utf8').digest('hex'),
+      },
+      ApplicationStorage: {
+        get(key) {
+          if (rt.options.storageError) return Promise.reject(new Error(rt.options.storageError));
+          const value = Object.prototype.hasOwnProperty.call(storage, key) ? storage[key] : undefined;
+          return Promise.resolve(value === undefined ? null : { key, value, expireAt: 0 });
+        },
+      },
+      Cartesia: {
+        AgentsEvents,
+        Events: CartesiaEvents,
+        createAgentsClient(parameters) {
+          rt._effect('createAgentsClient', { parameters });
+          if (rt.options.agentError) return Promise.reject(new Error(rt.options.agentError));
+          const client = new FakeAgentsClient(rt, parameters);
+          rt.agent = client;
+          if (!rt.options.holdAgent) return Promise.resolve(client);
+          return new Promise((resolve) => {
+            rt._heldAgent = { resolve, client };
+          });
+        },
+      },
+      VoxEngine: {
+        addEventListener: (event, handler) => rt._app.addEventListener(event, handler),
+        removeEventListener: (event, handler) => rt._app.removeEventListener(event, handler),
+        callPSTN(number, callerid, parameters) {
+          rt._effect('callPSTN', { number, callerid, parameters });
+          rt._maybeThrow('callPSTN');
+          const leg = new FakeCall(rt, rt.consults.length ? `consult${rt.consults.length + 1}` : 'consult', { incoming: false, callerid, number });
+          rt.consults.push(leg);
+          return leg;
+        },
+        sendMediaBetween: (a, b) => rt._effect('sendMediaBetween', { a: unit(a), b: unit(b) }),
+        stopMediaBetween: (a, b) => rt._effect('stopMediaBetween', { a: unit(a), b: unit(b) }),
+        terminate() {
+          if (rt.terminated) rt._violation('VoxEngine.terminate() called twice');
+          rt.effects.push({ type: 'terminate' });
+          rt.terminated = true;
+        },
+      },
+      setTimeout(fn, ms) {
+        if (typeof fn !== 'function') throw new Error('setTimeout needs a function');
+        const timer = { id: ++rt._timerSeq, seq: rt._timerSeq, at: rt.nowMs + Math.max(0, Number(ms) || 0), fn };
+        rt._timers.push(timer);
+        return timer.id;
+      },
+      clearTimeout(id) {
+        rt._timers = rt._timers.filter((t) => t.id !== id);
+      },
+    };
+  }
+}
+
+module.exports = { FakeVoxEngine, AppEvents, CallEvents, AgentsEvents, CartesiaEvents, CONTROL_URL, hmacHex };
