@@ -30,6 +30,7 @@ from agent import prompt
 from agent.call_control import CallControl
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
 from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
+from agent.log_redaction import install_log_redaction
 from agent.settings import Settings
 from agent.tools import telephony_tools
 from agent.voxengine_client import VoxEngineClient, make_http_client
@@ -40,8 +41,8 @@ ObserverFactory = Callable[[CallInfo], CallObserver]
 AgentFactory = Callable[[Settings, CallControl], Any]
 
 
-def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
-    """The conversational agent: Line's `LlmAgent` with our two telephony tools."""
+def llm_agent_with(settings: Settings, tools: list[Any]) -> LlmAgent:
+    """Line's `LlmAgent` with our prompt, configured from `settings`, using `tools`."""
     extra: dict[str, Any] = {"api_base": settings.llm_api_base} if settings.llm_api_base else {}
     # A local OpenAI-compatible endpoint rarely needs a key, but LlmAgent insists on one.
     api_key = settings.llm_api_key or ("unused" if settings.llm_api_base else None)
@@ -53,9 +54,14 @@ def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
     return LlmAgent(
         model=settings.llm_model,
         api_key=api_key,
-        tools=list(telephony_tools(control)),
+        tools=tools,
         config=LlmConfig(system_prompt=prompt.SYSTEM_PROMPT, introduction=prompt.INTRODUCTION, extra=extra),
     )
+
+
+def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
+    """The conversational agent: our prompt and the two telephony tools bound to this call."""
+    return llm_agent_with(settings, list(telephony_tools(control)))
 
 
 @dataclass
@@ -104,6 +110,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        install_log_redaction()  # before the first call: Line logs the start message, URL and all
         super().__init__(get_agent=self._get_agent)
         self.settings = settings or Settings.from_env()
         self._observer_factories = list(observers)

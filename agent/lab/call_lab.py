@@ -1,0 +1,186 @@
+"""The offline call lab: the real app, a scripted LLM, a VoxEngine emulator and a simulated
+harness, all on loopback in one event loop and on one clock (`time.perf_counter`).
+
+    async with CallLab(replies=[LlmReply(tool_calls=(ToolCallSpec("call_transfer", {}),))]) as lab:
+        async with lab.call(tts=TtsModel(words_per_s=3)) as sim:
+            await sim.wait_agent_turn_end(1)          # the introduction
+            await sim.user_says("Can I talk to a person?")
+            await lab.emulator.wait_for_effects(1, timeout=10)
+        await lab.wait_calls_ended(1)
+        print(lab.report())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from agent.actions import ControlAction
+from agent.app import AgentFactory, ObserverFactory, TelephonyAgentApp, build_llm_agent
+from agent.call_observer import CallInfo, CallObserver
+from agent.lab.asgi_server import serve_on_loopback, server_port
+from agent.lab.faults import FaultPlan
+from agent.lab.harness import CloseAfterEndCall, HarnessSimulator
+from agent.lab.scripted_llm import LlmReply, ScriptedLlm
+from agent.lab.timeline import Timeline
+from agent.lab.tts_model import TtsModel
+from agent.lab.voxengine_emulator import VoxEngineEmulator
+from agent.settings import Settings
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One step of one control action, as the app reported it."""
+
+    at: float
+    call_id: str
+    action_id: str
+    action: str
+    name: str
+    attrs: Mapping[str, Any]
+
+
+@dataclass
+class CallRecorder:
+    """Collects what the app reports about every call in the lab."""
+
+    actions: list[ActionRecord] = field(default_factory=list)
+    calls: dict[str, CallInfo] = field(default_factory=dict)
+    ended: list[tuple[str, float]] = field(default_factory=list)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def factory(self, call: CallInfo) -> CallObserver:
+        self.calls[call.call_id] = call
+        return _RecordingObserver(self, call)
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def outcomes(self, call_id: str | None = None) -> list[ActionRecord]:
+        final = ("accepted", "failed", "cancelled")
+        return [r for r in self.actions if r.name in final and call_id in (None, r.call_id)]
+
+    def first(self, name: str, action: str | None = None) -> ActionRecord | None:
+        return next((r for r in self.actions if r.name == name and action in (None, r.action)), None)
+
+
+class _RecordingObserver(CallObserver):
+    def __init__(self, recorder: CallRecorder, call: CallInfo) -> None:
+        self._recorder = recorder
+        self._call = call
+
+    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+        record = ActionRecord(at, self._call.call_id, action.id, action.kind.name, name, dict(attrs))
+        self._recorder.actions.append(record)
+        self._recorder.notify()
+
+    def call_ended(self, at: float) -> None:
+        self._recorder.ended.append((self._call.call_id, at))
+        self._recorder.notify()
+
+
+def lab_settings(base: Settings | None = None, **overrides: Any) -> Settings:
+    """Settings for calls in the lab: local control URLs allowed, the scripted LLM's model."""
+    settings = base or Settings()
+    return dataclasses.replace(
+        settings, allow_local_control=True, llm_model="openai/scripted", llm_api_key="sk-lab", **overrides
+    )
+
+
+class CallLab:
+    """Serves the real `TelephonyAgentApp` against a scripted LLM and a VoxEngine emulator."""
+
+    def __init__(
+        self,
+        replies: Sequence[LlmReply] = (),
+        *,
+        faults: FaultPlan | None = None,
+        secret: str | None = None,
+        settings: Settings | None = None,
+        observers: Sequence[ObserverFactory] = (),
+        agent_factory: AgentFactory = build_llm_agent,
+        default_reply: LlmReply | None = None,
+    ) -> None:
+        self.recorder = CallRecorder()
+        self.llm = ScriptedLlm(replies, default=default_reply)
+        self.emulator = VoxEngineEmulator(faults=faults, secret=secret)
+        self._secret = secret
+        self._settings = settings
+        self._observers = list(observers)
+        self._agent_factory = agent_factory
+        self._stack = contextlib.AsyncExitStack()
+        self.app: TelephonyAgentApp | None = None
+        self.ws_url = ""
+
+    async def __aenter__(self) -> CallLab:
+        await self._stack.__aenter__()
+        try:
+            await self._stack.enter_async_context(self.emulator)
+            await self._stack.enter_async_context(self.llm)
+            settings = lab_settings(
+                self._settings, llm_api_base=self.llm.api_base, control_secret=self._secret
+            )
+            self.app = TelephonyAgentApp(
+                settings,
+                observers=[self.recorder.factory, *self._observers],
+                agent_factory=self._agent_factory,
+                clock=time.perf_counter,
+            )
+            server = await self._stack.enter_async_context(
+                serve_on_loopback(self.app.fastapi_app, graceful_shutdown_s=settings.drain_timeout_s + 1)
+            )
+            self.ws_url = f"ws://127.0.0.1:{server_port(server)}/ws"
+        except BaseException:
+            await self._stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.__aexit__(None, None, None)
+
+    @contextlib.asynccontextmanager
+    async def call(
+        self,
+        *,
+        tts: TtsModel | None = None,
+        close_after_end_call: CloseAfterEndCall = "after_speech",
+        session: str = "s1",
+        call_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeline: Timeline | None = None,
+    ) -> AsyncIterator[HarnessSimulator]:
+        """One simulated call; `metadata` replaces the default (the emulator's control URL)."""
+        meta = (
+            dict(metadata)
+            if metadata is not None
+            else {"vox_session_control_url": self.emulator.control_url(session)}
+        )
+        async with HarnessSimulator.connect(
+            self.ws_url,
+            metadata=meta,
+            tts=tts,
+            close_after_end_call=close_after_end_call,
+            timeline=timeline,
+            call_id=call_id or f"lab-{session}",
+        ) as sim:
+            yield sim
+
+    async def wait_outcomes(self, n: int, *, timeout_s: float = 30.0) -> list[ActionRecord]:
+        """Wait until `n` actions reached their outcome (accepted, failed or cancelled)."""
+        with anyio.fail_after(timeout_s):
+            while len(self.recorder.outcomes()) < n:
+                await self.recorder.changed.wait()
+        return self.recorder.outcomes()
+
+    async def wait_calls_ended(self, n: int, *, timeout_s: float = 20.0) -> None:
+        """Wait until `n` calls have ended and drained their control plane."""
+        with anyio.fail_after(timeout_s):
+            while len(self.recorder.ended) < n:
+                await self.recorder.changed.wait()

@@ -1,0 +1,113 @@
+"""The call around the actions: bad control URLs, replies in flight, stale turn ends, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from agent import prompt
+from agent.lab.call_lab import CallLab
+from agent.lab.scripted_llm import LlmReply, ToolCallSpec
+from agent.lab.tts_model import TtsModel
+
+pytestmark = pytest.mark.anyio
+
+FAST_TTS = TtsModel(first_audio_s=0.05, words_per_s=12)
+TRANSFER = ToolCallSpec("call_transfer", {"summary": "wants a person"})
+
+
+def _code_files(awaitable: object) -> Iterator[str]:
+    # Follow the await chain: anyio wraps each task's coroutine in its own.
+    while awaitable is not None:
+        code = getattr(awaitable, "cr_code", None) or getattr(awaitable, "ag_code", None)
+        if code is not None:
+            yield code.co_filename
+        awaitable = getattr(awaitable, "cr_await", None)
+
+
+def our_tasks() -> list[asyncio.Task[object]]:
+    """Tasks running code of this product (not the lab's, the test's or uvicorn's)."""
+    found = []
+    for task in asyncio.all_tasks():
+        if any("/agent/" in f and "/agent/lab/" not in f for f in _code_files(task.get_coro())):
+            found.append(task)
+    return found
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{}, {"vox_session_control_url": 42}, {"vox_session_control_url": "ftp://example.com/x"}, None],
+    ids=["missing", "wrong-type", "bad-scheme", "no-metadata"],
+)
+async def test_a_refused_control_url_never_stops_the_call(metadata: dict[str, object] | None) -> None:
+    replies = [LlmReply(tool_calls=(TRANSFER,)), LlmReply(text="Sure, our hours are nine to five.")]
+    async with CallLab(replies) as lab:
+        async with lab.call(tts=FAST_TTS, metadata=metadata or {}) as sim:
+            await sim.wait_agent_turn_end(1)
+            await sim.user_says("Get me a human.")
+            cannot = await sim.wait_agent_turn_end(2)
+            await sim.user_says("OK, what are your hours?")
+            answer = await sim.wait_agent_turn_end(3)
+        await lab.wait_calls_ended(1)
+    assert cannot.text == prompt.UNAVAILABLE
+    assert answer.text == "Sure, our hours are nine to five."
+    assert lab.emulator.requests == [] and lab.recorder.actions == []
+    assert not sim.timeline.of_kind("error")
+
+
+async def test_stale_turn_end_of_the_interrupted_introduction_does_not_release() -> None:
+    # The caller talks over the introduction; its idle arrives late, after the tool ran.
+    # (Line's runner assumes the harness alternates speaking/idle, so the late idle still comes
+    # before the confirmation's own turn starts.)
+    async with CallLab([LlmReply(tool_calls=(TRANSFER,), first_token_delay_s=0.1)]) as lab:
+        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=6)) as sim:
+            await sim.barge_in(after_s=0.3, text="I need a human", stale_idle_delay_s=0.8)
+            confirming = await sim.wait_agent_turn_end(2, timeout_s=20)
+            await lab.emulator.wait_for_effects(1, timeout=5)
+        await lab.wait_calls_ended(1)
+    intro_end = sim.timeline.first("agent_turn_ended", where=lambda e: e.detail["turn"] == 1)
+    enqueued = lab.recorder.first("enqueued")
+    assert intro_end is not None and enqueued is not None
+    assert intro_end.at > enqueued.at, "the stale idle must arrive after the tool ran"
+    assert confirming.text == prompt.TRANSFER_CONFIRMATION
+    [request] = lab.emulator.requests
+    assert confirming.ended_at is not None and 0 <= request.time - confirming.ended_at <= 0.3
+    [released] = [r for r in lab.recorder.actions if r.name == "released"]
+    assert released.attrs["reason"] == "turn_ended"
+
+
+async def test_turn_ends_during_a_slow_reply_never_cancel_it() -> None:
+    # The reply streams slower than it is spoken: the harness goes idle between its words,
+    # and each AgentTurnEnded is observed while the LLM response is still in flight.
+    lead_in = "One moment please."
+    reply = LlmReply(text=lead_in, tool_calls=(TRANSFER,), first_token_delay_s=0.1, chunk_delay_s=0.35)
+    async with CallLab([reply]) as lab:
+        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=8)) as sim:
+            await sim.wait_agent_turn_end(1)
+            await sim.user_says("I need a human")
+            await lab.emulator.wait_for_effects(1, timeout=10)
+            await sim.wait_until_idle()
+        await lab.wait_calls_ended(1)
+    turns = sim.timeline.turns()
+    spoken = " ".join(t.text for t in turns[1:])
+    assert spoken == f"{lead_in} {prompt.TRANSFER_CONFIRMATION}"  # every chunk arrived and played
+    assert len(turns) >= 4, "the harness went idle between the reply's words"
+    confirming = turns[-1]
+    assert confirming.text.endswith(prompt.TRANSFER_CONFIRMATION)
+    [request] = lab.emulator.requests
+    assert confirming.ended_at is not None and 0 <= request.time - confirming.ended_at <= 0.3
+
+
+async def test_no_task_of_the_call_outlives_it() -> None:
+    async with CallLab([LlmReply(tool_calls=(TRANSFER,))]) as lab:
+        async with lab.call(tts=FAST_TTS) as sim:
+            await sim.wait_agent_turn_end(1)
+            await sim.user_says("A person please.")
+            await sim.wait_agent_turn_end(2)
+            assert our_tasks(), "the call's control plane runs while the call is live"
+            await lab.emulator.wait_for_effects(1, timeout=5)
+        await lab.wait_calls_ended(1)
+        assert lab.app is not None and lab.app.live_calls == set()
+        assert our_tasks() == []

@@ -1,0 +1,102 @@
+"""`uvicorn main:app` as users run it, in its own process: a real call, then SIGTERM with an
+action still held — it is delivered before the process exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import ByteReceiveStream, Process
+
+from agent import prompt
+from agent.lab.harness import HarnessSimulator
+from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
+from agent.lab.tts_model import TtsModel
+from agent.lab.voxengine_emulator import VoxEngineEmulator
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server_env() -> Iterator[dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_", "VOX_"))}
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LLM_MODEL="openai/scripted",
+        OPENAI_API_KEY="sk-test",
+        VOX_CONTROL_ALLOW_LOCAL="1",
+        PYTHONUNBUFFERED="1",
+    )
+    yield env
+
+
+async def wait_listening(port: int, proc: Process, timeout_s: float = 60.0) -> None:
+    with anyio.fail_after(timeout_s):
+        while True:
+            assert proc.returncode is None, "server exited during start-up"
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.05)  # a child process's port: polling is the only signal there is
+                continue
+            await stream.aclose()
+            return
+
+
+async def collect(stream: ByteReceiveStream, into: bytearray) -> None:
+    # Drained while the server runs, so a chatty log can never fill the pipe and stall it.
+    async for chunk in stream:
+        into += chunk
+
+
+async def test_sigterm_delivers_the_held_action_then_exits(server_env: dict[str, str]) -> None:
+    reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "agent please"}),))
+    port = free_port()
+    log = bytearray()
+    async with ScriptedLlm([reply]) as llm, VoxEngineEmulator() as emulator:
+        server_env["LLM_API_BASE"] = llm.api_base
+        cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
+        proc = await anyio.open_process(cmd, cwd=ROOT, env=server_env, stderr=subprocess.STDOUT)
+        async with proc, anyio.create_task_group() as tg:
+            assert proc.stdout is not None
+            tg.start_soon(collect, proc.stdout, log)
+            await wait_listening(port, proc)
+            metadata = {"vox_session_control_url": emulator.control_url()}
+            slow = TtsModel(first_audio_s=0.05, words_per_s=3)  # a ~4.5 s confirmation
+            ws_url = f"ws://127.0.0.1:{port}/ws"
+            async with HarnessSimulator.connect(ws_url, metadata=metadata, tts=slow) as sim:
+                await sim.wait_agent_turn_end(1, timeout_s=30)
+                await sim.user_says("Let me speak to someone.")
+                await sim.wait_for("agent_word", where=lambda e: e.detail["turn"] == 2, timeout_s=20)
+                assert emulator.requests == []  # held while the confirmation plays
+                proc.send_signal(signal.SIGTERM)
+                [request] = await emulator.wait_for_requests(1, timeout=15)
+                closed = await sim.wait_closed(timeout_s=15)
+            with anyio.fail_after(30):
+                await proc.wait()
+    output = log.decode(errors="replace")
+    # uvicorn re-raises the captured SIGTERM once its graceful shutdown is complete.
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "control action call_transfer" in output and "delivered" in output
+    assert request.response is not None and request.response["ok"] is True
+    assert closed.detail["by"] == "app"
+    assert request.time >= closed.at - 0.5  # released by the shutdown, not by a timer
+    assert [e.action for e in emulator.effects] == ["call_transfer"]
+    assert prompt.TRANSFER_CONFIRMATION.split()[0] in sim.timeline.turns()[-1].text
+    token = emulator.control_url().rsplit("/", 1)[1]
+    assert "Received start message" in output and "vox_session_control_url" in output
+    assert token not in output and "/request/s1/" not in output  # the secret path never reaches the logs

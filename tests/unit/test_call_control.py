@@ -1,0 +1,128 @@
+"""Tools hold actions without waiting; the call-scoped sender delivers them, once, in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from line.agent import AgentEnv, TurnEnv
+from line.events import AgentEndCall, AgentSendText, AgentTurnEnded, AgentTurnStarted, OutputEvent
+from line.llm_agent import ToolEnv
+
+from agent import prompt
+from agent.actions import END_CALL
+from agent.call_control import CallControl
+from agent.control_url import parse_control_url
+from agent.flush_policy import FlushTimings
+from agent.lab.faults import FaultPlan
+from agent.lab.voxengine_emulator import VoxEngineEmulator
+from agent.retry_policy import RetryPolicy
+from agent.tools import telephony_tools
+from agent.voxengine_client import VoxEngineClient, make_http_client
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with make_http_client() as client:
+        yield client
+
+
+def control_for(
+    emulator: VoxEngineEmulator | None, http: httpx.AsyncClient, timings: FlushTimings | None = None
+) -> CallControl:
+    client = VoxEngineClient(http, retry=RetryPolicy(deadline_s=2.0, attempt_timeout_s=0.5))
+    if emulator is None:
+        return CallControl(target=None, refusal="missing", client=client)
+    target = parse_control_url(emulator.control_url(), allow_local=True)
+    return CallControl(target=target, client=client, timings=timings)
+
+
+async def run_tool(control: CallControl, name: str, **args: Any) -> list[OutputEvent]:
+    [tool] = [t for t in telephony_tools(control) if t.name == name]
+    ctx = ToolEnv(turn_env=TurnEnv(AgentEnv()))
+    with anyio.fail_after(0.5):  # a tool never sleeps and never waits for VoxEngine
+        return [event async for event in tool.func(ctx, **args)]
+
+
+async def test_tools_speak_and_hold_without_waiting_for_voxengine(http: httpx.AsyncClient) -> None:
+    async with VoxEngineEmulator(faults=FaultPlan(rates={"hang": 1.0})) as emulator:
+        control = control_for(emulator, http)
+        said = await run_tool(control, "call_transfer", summary="billing question")
+        bye = await run_tool(control, "end_call")
+    assert said == [AgentSendText(text=prompt.TRANSFER_CONFIRMATION)]
+    assert bye == [AgentEndCall()]
+    assert control.pending == 2
+    assert emulator.requests == []  # held, not sent: the confirming turn has not ended
+
+
+async def test_asking_twice_holds_once_and_confirms_once(http: httpx.AsyncClient) -> None:
+    async with VoxEngineEmulator() as emulator:
+        control = control_for(emulator, http)
+        first = await run_tool(control, "call_transfer", summary="a")
+        second = await run_tool(control, "call_transfer", summary="b")
+        assert await run_tool(control, "end_call") == [AgentEndCall()]
+        assert await run_tool(control, "end_call") == []
+    assert first == [AgentSendText(text=prompt.TRANSFER_CONFIRMATION)]
+    assert second == []
+    assert control.pending == 2
+
+
+async def test_without_a_control_url_the_tools_say_they_cannot(http: httpx.AsyncClient) -> None:
+    control = control_for(None, http)
+    assert await run_tool(control, "call_transfer") == [AgentSendText(text=prompt.UNAVAILABLE)]
+    assert await run_tool(control, "end_call") == [AgentSendText(text=prompt.UNAVAILABLE)]
+    assert control.pending == 0
+
+
+async def test_released_actions_are_delivered_in_the_order_they_were_asked(http: httpx.AsyncClient) -> None:
+    async with VoxEngineEmulator() as emulator, anyio.create_task_group() as tg:
+        control = control_for(emulator, http)
+        tg.start_soon(control.run)
+        await run_tool(control, "call_transfer")
+        await run_tool(control, "end_call")
+        control.observe(AgentTurnStarted())
+        control.observe(AgentTurnEnded())
+        await emulator.wait_for_effects(2, timeout=5)
+        control.close()
+        with anyio.fail_after(5):
+            await control.wait_finished()
+    assert [e.action for e in emulator.effects] == ["call_transfer", "end_call"]
+    assert [o.status for o in control.outcomes] == ["delivered", "delivered"]
+    assert {o.reason for o in control.outcomes} == {"accepted"}
+
+
+async def test_an_action_nobody_speaks_for_is_sent_after_the_no_speech_deadline(
+    http: httpx.AsyncClient,
+) -> None:
+    timings = FlushTimings(no_speech_s=0.3, max_hold_s=5.0)
+    async with VoxEngineEmulator() as emulator, anyio.create_task_group() as tg:
+        control = control_for(emulator, http, timings)
+        tg.start_soon(control.run)
+        held_at = anyio.current_time()
+        control.request(END_CALL)
+        [effect] = await emulator.wait_for_effects(1, timeout=5)
+        control.close()
+    assert anyio.current_time() - held_at >= 0.3
+    [outcome] = control.outcomes
+    assert outcome.released_at is not None and outcome.released_at - outcome.enqueued_at >= 0.3
+    assert effect.action == "end_call"
+
+
+async def test_closing_the_call_releases_and_drains_everything(http: httpx.AsyncClient) -> None:
+    async with VoxEngineEmulator() as emulator, anyio.create_task_group() as tg:
+        control = control_for(emulator, http)
+        tg.start_soon(control.run)
+        await run_tool(control, "call_transfer")
+        control.observe(AgentTurnStarted())  # still speaking when the socket closes
+        control.close()
+        with anyio.fail_after(5):
+            await control.wait_finished()
+    [outcome] = control.outcomes
+    assert outcome.status == "delivered"
+    assert len(emulator.effects) == 1
+    assert control.request(END_CALL).status == "unavailable"
