@@ -1,0 +1,197 @@
+"""Scripted calls: what the LLM replies, what the caller does, how speech is paced.
+
+One catalogue serves `python -m agent simulate`, the timing regression suite and the benchmarks.
+`run_scenario` plays one on a fresh `CallLab` and returns a `CallResult` to measure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import anyio
+
+from agent import prompt
+from agent.app import AgentFactory, ObserverFactory, build_llm_agent
+from agent.lab.call_lab import CallLab
+from agent.lab.faults import FaultPlan
+from agent.lab.harness import CloseAfterEndCall, HarnessSimulator
+from agent.lab.published_example import TRANSFER_DELAY_S, build_published_agent
+from agent.lab.results import CallResult
+from agent.lab.scripted_llm import LlmReply, ToolCallSpec
+from agent.lab.tts_model import TtsModel
+from agent.settings import Settings
+
+Policy = Literal["turn-end", "fixed-sleeps"]
+Drive = Callable[[HarnessSimulator], Awaitable[None]]
+
+GOODBYE_TEXT = "Thanks for calling, have a great day. Goodbye!"
+
+
+def transfer_reply(lead_in: str = "", summary: str = "Caller asked for a person.") -> LlmReply:
+    return LlmReply(text=lead_in, tool_calls=(ToolCallSpec("call_transfer", {"summary": summary}),))
+
+
+def goodbye_reply(text: str = GOODBYE_TEXT) -> LlmReply:
+    return LlmReply(text=text, tool_calls=(ToolCallSpec("end_call", {}),))
+
+
+def silent_hangup_reply() -> LlmReply:
+    return LlmReply(tool_calls=(ToolCallSpec("end_call", {}),))
+
+
+def after_introduction(utterance: str) -> Drive:
+    """The caller waits for the introduction to finish, then says `utterance`."""
+
+    async def drive(sim: HarnessSimulator) -> None:
+        await sim.wait_agent_turn_end(1, timeout_s=60)
+        await sim.user_says(utterance)
+
+    return drive
+
+
+def barge_into_reply(utterance: str, after_s: float, interruption: str) -> Drive:
+    """After the introduction, the caller says `utterance`, then talks over the reply."""
+
+    async def drive(sim: HarnessSimulator) -> None:
+        await sim.wait_agent_turn_end(1, timeout_s=60)
+        await sim.user_says(utterance)
+        await sim.barge_in(after_s=after_s, text=interruption, timeout_s=60)
+
+    return drive
+
+
+def over_the_introduction(utterance: str, after_s: float, stale_idle_s: float) -> Drive:
+    """The caller talks over the introduction, whose turn end reaches the agent late."""
+
+    async def drive(sim: HarnessSimulator) -> None:
+        await sim.barge_in(after_s=after_s, text=utterance, stale_idle_delay_s=stale_idle_s, timeout_s=60)
+
+    return drive
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    replies: tuple[LlmReply, ...]
+    drive: Drive
+    tts: TtsModel = field(default_factory=lambda: TtsModel(first_audio_s=0.2, jitter_s=0.1, words_per_s=2.8))
+    close_after_end_call: CloseAfterEndCall = "after_speech"
+    expected_actions: tuple[str, ...] = ()
+
+    def with_tts(self, tts: TtsModel) -> Scenario:
+        return replace(self, tts=tts)
+
+
+def pace_for(text: str, seconds: float, *, first_audio_s: float = 0.2, jitter_s: float = 0.1) -> TtsModel:
+    """A TTS pace at which `text` takes `seconds` to speak."""
+    return TtsModel(first_audio_s=first_audio_s, jitter_s=jitter_s, words_per_s=len(text.split()) / seconds)
+
+
+def transfer(seconds: float = 4.0, name: str = "transfer") -> Scenario:
+    return Scenario(
+        name=name,
+        description=f"caller asks for a person; a {seconds:g} s confirmation, then the transfer",
+        replies=(transfer_reply(),),
+        drive=after_introduction("Can I talk to a real person, please?"),
+        tts=pace_for(prompt.TRANSFER_CONFIRMATION, seconds),
+        expected_actions=("call_transfer",),
+    )
+
+
+CATALOGUE: dict[str, Callable[[], Scenario]] = {
+    "transfer": transfer,
+    "transfer-long": lambda: transfer(7.0, "transfer-long"),
+    "transfer-short": lambda: transfer(1.0, "transfer-short"),
+    "hangup": lambda: Scenario(
+        name="hangup",
+        description="caller says goodbye; the agent says goodbye and hangs up",
+        replies=(goodbye_reply(),),
+        drive=after_introduction("That's everything, thank you."),
+        expected_actions=("end_call",),
+    ),
+    "barge-in": lambda: Scenario(
+        name="barge-in",
+        description="caller talks over the goodbye; the hang-up still happens when that turn ends",
+        replies=(goodbye_reply(),),
+        drive=barge_into_reply("That's all.", after_s=1.0, interruption="oh, and thanks again"),
+        close_after_end_call="no",
+        expected_actions=("end_call",),
+    ),
+    "socket-close": lambda: Scenario(
+        name="socket-close",
+        description="the harness closes the socket right after end_call",
+        replies=(goodbye_reply(),),
+        drive=after_introduction("Bye now."),
+        close_after_end_call="immediately",
+        expected_actions=("end_call",),
+    ),
+    "stale-idle": lambda: Scenario(
+        name="stale-idle",
+        description="caller talks over the introduction, whose turn end arrives after the tool ran",
+        replies=(LlmReply(tool_calls=(ToolCallSpec("call_transfer", {}),), first_token_delay_s=0.1),),
+        drive=over_the_introduction("I need a human.", after_s=0.8, stale_idle_s=0.8),
+        expected_actions=("call_transfer",),
+    ),
+    "silent-tool": lambda: Scenario(
+        name="silent-tool",
+        description="the LLM hangs up without a word: released by the no-speech deadline",
+        replies=(silent_hangup_reply(),),
+        drive=after_introduction("Goodbye."),
+        close_after_end_call="no",
+        expected_actions=("end_call",),
+    ),
+}
+
+DEFAULT_SCENARIOS = ("transfer", "hangup")
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    policy: Policy = "turn-end",
+    faults: FaultPlan | None = None,
+    settings: Settings | None = None,
+    observers: Sequence[ObserverFactory] = (),
+    secret: str | None = None,
+    settle_s: float = 0.0,
+) -> CallResult:
+    """Play `scenario` once on a fresh lab and collect what happened.
+
+    The call ends when the harness closes it (after `end_call`) or, for a transfer, once the
+    action reached its outcome (`settle_s` later, to catch anything fired after it); the lab then
+    drains and stops, so everything recorded is final.
+    """
+    factory: AgentFactory = build_llm_agent if policy == "turn-end" else build_published_agent
+    async with CallLab(
+        scenario.replies,
+        faults=faults,
+        settings=settings,
+        observers=observers,
+        agent_factory=factory,
+        secret=secret,
+    ) as lab:
+        async with lab.call(tts=scenario.tts, close_after_end_call=scenario.close_after_end_call) as sim:
+            await scenario.drive(sim)
+            await _settle(lab, sim, scenario, policy, settle_s)
+        await lab.wait_calls_ended(1, timeout_s=60)
+    return CallResult.collect(scenario.name, policy, sim.timeline, lab)
+
+
+async def _settle(
+    lab: CallLab, sim: HarnessSimulator, scenario: Scenario, policy: Policy, settle_s: float
+) -> None:
+    wanted = len(scenario.expected_actions)
+    # Bounded waits: a policy that loses an action must show it, not hang the run.
+    with anyio.move_on_after(30):
+        if policy == "turn-end":
+            await lab.wait_outcomes(wanted)
+        else:  # the published policy reports nothing: wait for its POSTs or its sleeps to run out
+            with contextlib.suppress(TimeoutError):
+                await lab.emulator.wait_for_requests(wanted, timeout=TRANSFER_DELAY_S + 5)
+        await sim.wait_until_idle(timeout_s=30)
+    if settle_s:
+        await anyio.sleep(settle_s)

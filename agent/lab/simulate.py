@@ -1,0 +1,117 @@
+"""`python -m agent simulate`: play scripted calls offline and print when each action fired.
+
+No keys, no network: the real app runs on loopback against a scripted LLM, a simulated Cartesia
+harness that plays speech at a set pace, and a VoxEngine emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import anyio
+from loguru import logger
+
+from agent.lab.faults import FAULT_KINDS, Fault, FaultPlan
+from agent.lab.results import CallResult
+from agent.lab.scenarios import CATALOGUE, DEFAULT_SCENARIOS, Policy, Scenario, run_scenario
+from agent.lab.tts_model import TtsModel
+
+
+def parse_fault(spec: str) -> Fault | None:
+    """`503`, `429:2` (Retry-After seconds), `slow:0.5`, `hang`, `drop`, `non_json`, `not_ok`, `ok`."""
+    name, _, arg = spec.partition(":")
+    if name == "ok":
+        return None
+    if name.isdigit():
+        return Fault.http(int(name), retry_after_s=int(arg) if arg else None)
+    if name == "slow":
+        return Fault.slow(float(arg or 0.5))
+    factories = {"hang": Fault.hang, "drop": Fault.drop, "non_json": Fault.non_json, "not_ok": Fault.not_ok}
+    if name not in factories:
+        raise argparse.ArgumentTypeError(f"unknown fault {spec!r}")
+    return factories[name]()
+
+
+def parse_rate(spec: str) -> tuple[str, float]:
+    kind, _, rate = spec.partition("=")
+    if kind not in FAULT_KINDS or not rate:
+        raise argparse.ArgumentTypeError(f"expected KIND=P with KIND in {sorted(FAULT_KINDS)}, got {spec!r}")
+    return kind, float(rate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m agent simulate", description=__doc__)
+    p.add_argument(
+        "--scenario", action="append", choices=sorted(CATALOGUE), help="repeatable; default: transfer, hangup"
+    )
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--words-per-s", type=float, help="TTS speaking pace")
+    p.add_argument("--first-audio-ms", type=float, help="TTS latency to the first audio")
+    p.add_argument("--jitter-ms", type=float, help="random extra first-audio latency (seeded)")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="F",
+        help="VoxEngine answers in sequence, e.g. --fault 503 --fault 429:1",
+    )
+    p.add_argument(
+        "--fault-rate",
+        action="append",
+        default=[],
+        metavar="KIND=P",
+        help="random faults, e.g. status=0.3 hang=0.1",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for random faults and TTS jitter")
+    p.add_argument(
+        "--fixed-sleeps", action="store_true", help="also replay the published 5 s / 3 s policy, side by side"
+    )
+    p.add_argument("--repeat", type=int, default=1, help="play each scenario this many times")
+    p.add_argument("--verbose", action="store_true", help="show the app's own logs")
+    return p
+
+
+def scenario_with_pace(scenario: Scenario, args: argparse.Namespace) -> Scenario:
+    tts = scenario.tts
+    return scenario.with_tts(
+        TtsModel(
+            first_audio_s=tts.first_audio_s if args.first_audio_ms is None else args.first_audio_ms / 1000,
+            words_per_s=args.words_per_s or tts.words_per_s,
+            jitter_s=tts.jitter_s if args.jitter_ms is None else args.jitter_ms / 1000,
+            seed=args.seed,
+        )
+    )
+
+
+async def run(args: argparse.Namespace) -> list[CallResult]:
+    names: Sequence[str] = args.scenario or DEFAULT_SCENARIOS
+    policies: list[Policy] = ["turn-end", "fixed-sleeps"] if args.fixed_sleeps else ["turn-end"]
+    faults = FaultPlan(
+        sequence=tuple(parse_fault(f) for f in args.fault),
+        rates={kind: rate for kind, rate in map(parse_rate, args.fault_rate)},  # type: ignore[misc]
+        seed=args.seed,
+    )
+    plan = [(name, policy, i) for name in names for i in range(args.repeat) for policy in policies]
+    results = []
+    for n, (name, policy, _) in enumerate(plan, 1):
+        scenario = scenario_with_pace(CATALOGUE[name](), args)
+        print(f"[{n}/{len(plan)}] {name} ({policy}): {scenario.description} ...", file=sys.stderr, flush=True)
+        result = await run_scenario(scenario, policy=policy, faults=faults)
+        results.append(result)
+        print(f"\n== {name} · policy: {policy} ==", flush=True)
+        print(result.render(), flush=True)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        for name, make in sorted(CATALOGUE.items()):
+            print(f"{name:16} {make().description}")
+        return 0
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if args.verbose else "WARNING")
+    anyio.run(run, args)
+    return 0
