@@ -101,6 +101,15 @@ class CallResult:
         candidates = [t for t in (turn.stopped_at if turn else None, closed.at if closed else None) if t]
         return min(candidates) if candidates else requested_at
 
+    def speech_end_before(self, at: float | None) -> bool:
+        """Whether every agent turn had stopped speaking before `at` (nothing fired mid-speech)."""
+        if at is None:
+            return False
+        return all(
+            t.stopped_at is not None and (t.started_at > at or t.stopped_at <= at)
+            for t in self.timeline.turns()
+        )
+
     def render(self) -> str:
         """The call's timeline in milliseconds from its start."""
         origin = self.timeline.events[0].at if self.timeline.events else 0.0

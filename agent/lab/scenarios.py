@@ -158,14 +158,16 @@ async def run_scenario(
     observers: Sequence[ObserverFactory] = (),
     secret: str | None = None,
     settle_s: float = 0.0,
+    agent_factory: AgentFactory | None = None,
 ) -> CallResult:
     """Play `scenario` once on a fresh lab and collect what happened.
 
     The call ends when the harness closes it (after `end_call`) or, for a transfer, once the
     action reached its outcome (`settle_s` later, to catch anything fired after it); the lab then
-    drains and stops, so everything recorded is final.
+    drains and stops, so everything recorded is final. `agent_factory` plays your own agent
+    (default: ours, or the published one for `policy="fixed-sleeps"`).
     """
-    factory: AgentFactory = build_llm_agent if policy == "turn-end" else build_published_agent
+    factory = agent_factory or (build_llm_agent if policy == "turn-end" else build_published_agent)
     async with CallLab(
         scenario.replies,
         faults=faults,

@@ -1,0 +1,110 @@
+"""Timing regression suite: every telephony action lands at the end of the speech that announced
+it, on the real app against a harness that plays speech at a realistic pace. Bounds are generous
+(strict ordering, <= 300 ms late); `python -m bench` measures the real distribution."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from agent.lab.assertions import LATE_BOUND_S, assert_fired_at_turn_end
+from agent.lab.faults import Fault, FaultPlan
+from agent.lab.scenarios import CATALOGUE, Scenario, run_scenario
+from agent.retry_policy import RetryPolicy
+from agent.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+def scenario(name: str) -> Scenario:
+    return CATALOGUE[name]()
+
+
+@pytest.mark.parametrize("name", ["transfer-short", "transfer-long"])
+async def test_transfer_waits_for_the_whole_confirmation(name: str) -> None:
+    result = await run_scenario(scenario(name))
+    timing = assert_fired_at_turn_end(result, "call_transfer")
+    turn = result.confirming_turn(timing.requested_at or 0.0)
+    assert turn is not None and not turn.interrupted
+
+
+async def test_goodbye_then_hang_up() -> None:
+    assert_fired_at_turn_end(await run_scenario(scenario("hangup")), "end_call")
+
+
+async def test_goodbye_talked_over_still_hangs_up_when_the_turn_ends() -> None:
+    result = await run_scenario(scenario("barge-in"))
+    timing = assert_fired_at_turn_end(result, "end_call")
+    turn = result.confirming_turn(timing.requested_at or 0.0)
+    assert turn is not None and turn.interrupted
+
+
+async def test_harness_closing_the_socket_after_end_call_still_hangs_up() -> None:
+    result = await run_scenario(scenario("socket-close"))
+    assert_fired_at_turn_end(result, "end_call")
+    [released] = [r for r in result.actions if r.name == "released"]
+    assert released.attrs["reason"] == "call_ended"
+
+
+async def test_stale_turn_end_of_the_introduction_does_not_release_the_transfer() -> None:
+    result = await run_scenario(scenario("stale-idle"))
+    timing = assert_fired_at_turn_end(result, "call_transfer")
+    intro_end = result.timeline.first("agent_turn_ended", where=lambda e: e.detail["turn"] == 1)
+    assert intro_end is not None and timing.requested_at is not None
+    assert intro_end.at > timing.requested_at, "the intro's idle must arrive after the tool ran"
+    assert intro_end.detail.get("stale") is True
+
+
+async def test_a_tool_that_speaks_nothing_fires_after_the_no_speech_deadline() -> None:
+    no_speech_s = Settings().timings.no_speech_s
+    result = await run_scenario(scenario("silent-tool"))
+    timing = result.timing("end_call")
+    assert timing.delivered and timing.requested_at is not None and timing.accepted_at is not None
+    waited = timing.accepted_at - timing.requested_at
+    assert no_speech_s - 0.05 <= waited <= no_speech_s + LATE_BOUND_S
+    [released] = [r for r in result.actions if r.name == "released"]
+    assert released.attrs["reason"] == "no_speech"
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        (Fault.http(503), Fault.http(503)),
+        (Fault.http(429, retry_after_s=1),),
+        (Fault.drop(), Fault.http(502)),
+    ],
+    ids=["503-503", "429-retry-after", "drop-502"],
+)
+async def test_retries_keep_one_id_and_one_effect(faults: tuple[Fault, ...]) -> None:
+    result = await run_scenario(scenario("transfer-short"), faults=FaultPlan(sequence=faults))
+    timing = result.timing("call_transfer")
+    assert timing.delivered and timing.attempts == len(faults) + 1
+    assert len({r.id for r in result.requests}) == 1
+    assert len(result.effects) == 1
+    assert result.speech_end_before(timing.first_post_at)
+
+
+async def test_voxengine_down_for_the_whole_deadline_ends_the_call_cleanly_and_says_why() -> None:
+    quick = dataclasses.replace(Settings(), retry=RetryPolicy(deadline_s=2.0, attempt_timeout_s=0.5))
+    result = await run_scenario(scenario("hangup"), faults=FaultPlan(rates={"status": 1.0}), settings=quick)
+    timing = result.timing("end_call")
+    assert not timing.delivered and timing.attempts >= 2
+    [failed] = [r for r in result.actions if r.name == "failed"]
+    assert failed.attrs["reason"] == "deadline_exceeded:http_503"
+    assert result.timeline.first("socket_closed") is not None  # the call still ended
+    assert not result.timeline.of_kind("error")
+
+
+async def test_the_published_fixed_sleep_policy_cuts_a_long_confirmation_short() -> None:
+    # Documents the regression this product prevents: 5 s after the tool, 7 s of speech.
+    result = await run_scenario(scenario("transfer-long"), policy="fixed-sleeps")
+    timing = result.timing("call_transfer")
+    assert timing.early
+    assert timing.offset_s is not None and timing.offset_s < -1.5
+
+
+async def test_the_published_fixed_sleep_policy_loses_the_hang_up_when_the_socket_closes() -> None:
+    result = await run_scenario(scenario("socket-close"), policy="fixed-sleeps")
+    assert not result.timing("end_call").delivered
+    assert result.requests == ()
