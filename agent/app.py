@@ -9,6 +9,7 @@ and drains, and only then does the lifespan close the client.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,6 +21,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 from fastapi import FastAPI, WebSocket
+from line._harness_types import EndCallOutput
 from line.agent import AgentEnv, AgentSpec, TurnEnv
 from line.events import CallEnded, CallStarted, InputEvent, OutputEvent, UserTurnEnded, UserTurnStarted
 from line.llm_agent import LlmAgent, LlmConfig
@@ -27,9 +29,10 @@ from line.voice_agent_app import CallRequest, VoiceAgentApp
 from loguru import logger
 
 from agent import prompt
+from agent.actions import END_CALL, ActionOutcome
 from agent.call_control import CallControl
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
-from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
+from agent.control_url import ControlTarget, InvalidControlUrl, check_resolves_public, parse_control_url
 from agent.log_redaction import install_log_redaction
 from agent.settings import Settings
 from agent.tools import telephony_tools
@@ -67,6 +70,7 @@ def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
 @dataclass
 class _CallScope:
     task_group: TaskGroup
+    websocket: WebSocket
     control: CallControl | None = None
     observer: CallObserver | None = None
 
@@ -86,6 +90,16 @@ class _ObservedAgent:
         async for output in self._inner.process(env, event):
             self._observer.agent_output(output, self._clock())
             yield output
+
+
+async def _end_own_side(websocket: WebSocket, outcome: ActionOutcome) -> None:
+    """VoxEngine never took the hang-up: end the agent's side, so the call cannot linger."""
+    if outcome.action.kind != END_CALL:
+        return
+    logger.warning(f"hang-up not delivered ({outcome.reason}); ending the agent's side of the call")
+    with contextlib.suppress(Exception):  # the harness may have closed already
+        await websocket.send_json(EndCallOutput(reason="agent_ended").model_dump())
+        await websocket.close()
 
 
 def _runs_agent(event: InputEvent) -> bool:
@@ -143,7 +157,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         async with anyio.create_task_group() as tg:
-            scope = _CallScope(tg)
+            scope = _CallScope(tg, websocket)
             token = _current_call.set(scope)
             try:
                 await super().websocket_endpoint(websocket)
@@ -168,7 +182,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         if self._client is None:
             raise RuntimeError("the app's lifespan has not started (serve it with lifespan enabled)")
         metadata = call.metadata if isinstance(call.metadata, dict) else {}
-        target, refusal = self._control_target(metadata.get(CONTROL_URL_KEY), call.call_id)
+        target, refusal = await self._control_target(metadata.get(CONTROL_URL_KEY), call.call_id)
         info = CallInfo(
             call_id=call.call_id,
             agent_call_id=call.agent_call_id,
@@ -186,6 +200,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
             timings=self.settings.timings,
             observer=observer,
             clock=self.clock,
+            on_failure=lambda outcome: _end_own_side(scope.websocket, outcome),
         )
         observer.call_started(info, self.clock())
         agent = self._agent_factory(self.settings, control)
@@ -199,9 +214,12 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
 
         return (_ObservedAgent(agent, observer, self.clock), run_filter, _cancels_agent)
 
-    def _control_target(self, raw: object, call_id: str) -> tuple[ControlTarget | None, str | None]:
+    async def _control_target(self, raw: object, call_id: str) -> tuple[ControlTarget | None, str | None]:
+        allow_local = self.settings.allow_local_control
         try:
-            target = parse_control_url(raw, allow_local=self.settings.allow_local_control)
+            target = parse_control_url(raw, allow_local=allow_local)
+            if not allow_local:
+                await check_resolves_public(target)
         except InvalidControlUrl as exc:
             # The call goes on without telephony actions; the tools tell the caller so.
             logger.warning(f"call {call_id}: control URL refused ({exc.reason}); telephony tools disabled")

@@ -10,7 +10,7 @@ the turn, not the POST.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +25,8 @@ from agent.flush_policy import FlushPolicy, FlushTimings, Verdict
 from agent.voxengine_client import VoxEngineClient
 
 RequestStatus = Literal["accepted", "duplicate", "unavailable"]
+# Called once for each action that finally failed, from the call's scope.
+FailureHandler = Callable[[ActionOutcome], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class CallControl:
         timings: FlushTimings | None = None,
         observer: CallObserver | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        on_failure: FailureHandler | None = None,
     ) -> None:
         self.target = target
         self.refusal = refusal if target is None else None
@@ -65,6 +68,7 @@ class CallControl:
         self._policy = FlushPolicy(timings)
         self._observer = observer or CallObserver()
         self._clock = clock
+        self._on_failure = on_failure
         self._entries: list[_Entry] = []
         self._by_id: dict[str, _Entry] = {}
         self._by_kind: dict[str, _Entry] = {}
@@ -165,7 +169,13 @@ class CallControl:
         with self._observer.delivering(action):
             delivery = await self._client.deliver(self.target, action, listener)
         status: OutcomeStatus = "delivered" if delivery.accepted else "failed"
-        self._finish(entry, status, delivery.reason, delivery.attempts)
+        outcome = self._finish(entry, status, delivery.reason, delivery.attempts)
+        if status == "failed" and self._on_failure is not None:
+            try:
+                with anyio.move_on_after(5):
+                    await self._on_failure(outcome)
+            except Exception:
+                logger.exception("control plane failure handler failed")
 
     def _apply(self, verdicts: list[Verdict], now: float) -> None:
         for verdict in verdicts:
@@ -185,11 +195,12 @@ class CallControl:
                 entry.armed = True
                 self._event(entry, "armed", now, {"turn": turn})
 
-    def _finish(self, entry: _Entry, status: OutcomeStatus, reason: str, attempts: int) -> None:
+    def _finish(self, entry: _Entry, status: OutcomeStatus, reason: str, attempts: int) -> ActionOutcome:
         now = self._clock()
-        entry.outcome = ActionOutcome(
+        outcome = ActionOutcome(
             entry.action, status, reason, attempts, entry.enqueued_at, entry.released_at, now
         )
+        entry.outcome = outcome
         name = {"delivered": "accepted", "failed": "failed", "cancelled": "cancelled"}[status]
         self._event(entry, name, now, {"reason": reason, "attempts": attempts})
         log = logger.info if status == "delivered" else logger.warning
@@ -197,6 +208,7 @@ class CallControl:
             f"control action {entry.action.kind.name} id={entry.action.id} {status} "
             f"reason={reason} attempts={attempts} released_by={entry.release_reason} to={self.target}"
         )
+        return outcome
 
     def _finish_undelivered(self, reason: str) -> None:
         # Only reached when the drain bound cut delivery short: say so rather than lose it.

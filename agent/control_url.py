@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import anyio
 
 MAX_URL_LENGTH = 2048
 # Names that always mean "this machine" or a cloud metadata service, whatever DNS says.
@@ -95,3 +98,23 @@ def parse_control_url(raw: object, *, allow_local: bool = False) -> ControlTarge
     netloc_host = f"[{host}]" if ":" in host else host
     origin = f"{parts.scheme}://{netloc_host}" + (f":{port}" if port is not None else "")
     return ControlTarget(url=raw, origin=origin, host=host)
+
+
+async def check_resolves_public(target: ControlTarget, *, timeout_s: float = 2.0) -> None:
+    """Refuse a host *name* that resolves to a local address (`InvalidControlUrl`).
+
+    IP literals were checked by `parse_control_url`. VoxEngine's URLs carry literal IPs, so this
+    costs nothing for them; a name is resolved once, bounded, before any connection is made.
+    """
+    try:
+        ipaddress.ip_address(target.host)
+        return
+    except ValueError:
+        pass
+    try:
+        with anyio.fail_after(timeout_s):
+            infos = await anyio.getaddrinfo(target.host, None, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
+        raise InvalidControlUrl("unresolvable_host") from None
+    if not infos or any(is_local_address(str(info[4][0])) for info in infos):
+        raise InvalidControlUrl("resolves_to_local_address")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 
 from agent import prompt
 from agent.lab.call_lab import CallLab
+from agent.lab.faults import FaultPlan
 from agent.lab.scripted_llm import LlmReply, ToolCallSpec
 from agent.lab.tts_model import TtsModel
+from agent.retry_policy import RetryPolicy
+from agent.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -111,3 +115,18 @@ async def test_no_task_of_the_call_outlives_it() -> None:
         await lab.wait_calls_ended(1)
         assert lab.app is not None and lab.app.live_calls == set()
         assert our_tasks() == []
+
+
+async def test_a_hang_up_that_finally_fails_ends_the_agents_side_of_the_call() -> None:
+    quick = dataclasses.replace(Settings(), retry=RetryPolicy(deadline_s=1.0, attempt_timeout_s=0.3))
+    goodbye = LlmReply(text="Goodbye!", tool_calls=(ToolCallSpec("end_call", {}),))
+    async with CallLab([goodbye], faults=FaultPlan(rates={"status": 1.0}), settings=quick) as lab:
+        async with lab.call(tts=FAST_TTS, close_after_end_call="no") as sim:
+            await sim.wait_agent_turn_end(1)
+            await sim.user_says("Bye.")
+            closed = await sim.wait_closed(timeout_s=10)
+        await lab.wait_calls_ended(1)
+    [failed] = [r for r in lab.recorder.actions if r.name == "failed"]
+    assert failed.attrs["reason"] == "deadline_exceeded:http_503"
+    assert closed.detail["by"] == "app" and closed.at >= failed.at
+    assert len(sim.timeline.of_kind("end_call_received")) == 2  # the tool's, then the fallback's

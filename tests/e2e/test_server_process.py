@@ -3,12 +3,13 @@ action still held — it is delivered before the process exits."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -16,6 +17,7 @@ import pytest
 from anyio.abc import ByteReceiveStream, Process
 
 from agent import prompt
+from agent.lab.faults import FaultPlan
 from agent.lab.harness import HarnessSimulator
 from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from agent.lab.tts_model import TtsModel
@@ -63,18 +65,28 @@ async def collect(stream: ByteReceiveStream, into: bytearray) -> None:
         into += chunk
 
 
+@contextlib.asynccontextmanager
+async def running_server(
+    cmd: list[str], env: dict[str, str], port: int
+) -> AsyncIterator[tuple[Process, bytearray]]:
+    log = bytearray()
+    proc = await anyio.open_process(cmd, cwd=ROOT, env=env, stderr=subprocess.STDOUT)
+    async with proc, anyio.create_task_group() as tg:
+        assert proc.stdout is not None
+        tg.start_soon(collect, proc.stdout, log)
+        await wait_listening(port, proc)
+        yield proc, log
+        with anyio.fail_after(30):
+            await proc.wait()
+
+
 async def test_sigterm_delivers_the_held_action_then_exits(server_env: dict[str, str]) -> None:
     reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "agent please"}),))
     port = free_port()
-    log = bytearray()
     async with ScriptedLlm([reply]) as llm, VoxEngineEmulator() as emulator:
         server_env["LLM_API_BASE"] = llm.api_base
         cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
-        proc = await anyio.open_process(cmd, cwd=ROOT, env=server_env, stderr=subprocess.STDOUT)
-        async with proc, anyio.create_task_group() as tg:
-            assert proc.stdout is not None
-            tg.start_soon(collect, proc.stdout, log)
-            await wait_listening(port, proc)
+        async with running_server(cmd, server_env, port) as (proc, log):
             metadata = {"vox_session_control_url": emulator.control_url()}
             slow = TtsModel(first_audio_s=0.05, words_per_s=3)  # a ~4.5 s confirmation
             ws_url = f"ws://127.0.0.1:{port}/ws"
@@ -86,8 +98,6 @@ async def test_sigterm_delivers_the_held_action_then_exits(server_env: dict[str,
                 proc.send_signal(signal.SIGTERM)
                 [request] = await emulator.wait_for_requests(1, timeout=15)
                 closed = await sim.wait_closed(timeout_s=15)
-            with anyio.fail_after(30):
-                await proc.wait()
     output = log.decode(errors="replace")
     # uvicorn re-raises the captured SIGTERM once its graceful shutdown is complete.
     assert proc.returncode in (0, -signal.SIGTERM), output
@@ -100,3 +110,33 @@ async def test_sigterm_delivers_the_held_action_then_exits(server_env: dict[str,
     token = emulator.control_url().rsplit("/", 1)[1]
     assert "Received start message" in output and "vox_session_control_url" in output
     assert token not in output and "/request/s1/" not in output  # the secret path never reaches the logs
+
+
+async def test_a_second_sigterm_exits_at_once(server_env: dict[str, str]) -> None:
+    # VoxEngine hangs, so the first SIGTERM's drain would wait out the 10 s delivery deadline.
+    reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {}),))
+    port = free_port()
+    async with (
+        ScriptedLlm([reply]) as llm,
+        VoxEngineEmulator(faults=FaultPlan(rates={"hang": 1.0})) as emulator,
+    ):
+        server_env.update(
+            LLM_API_BASE=llm.api_base, PORT=str(port), HOST="127.0.0.1", VOX_CONTROL_DEADLINE_S="10"
+        )
+        async with running_server([sys.executable, "main.py"], server_env, port) as (proc, _):
+            metadata = {"vox_session_control_url": emulator.control_url()}
+            ws_url = f"ws://127.0.0.1:{port}/ws"
+            async with HarnessSimulator.connect(
+                ws_url, metadata=metadata, tts=TtsModel(words_per_s=3)
+            ) as sim:
+                await sim.wait_agent_turn_end(1, timeout_s=30)
+                await sim.user_says("A person, please.")
+                await sim.wait_for("agent_word", where=lambda e: e.detail["turn"] == 2, timeout_s=20)
+                proc.send_signal(signal.SIGTERM)
+                await emulator.wait_for_requests(1, timeout=15)  # draining: the POST hangs
+                second = anyio.current_time()
+                proc.send_signal(signal.SIGTERM)
+                with anyio.fail_after(3):
+                    await proc.wait()
+    assert anyio.current_time() - second < 3.0
+    assert emulator.effects == []

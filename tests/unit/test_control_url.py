@@ -1,6 +1,8 @@
+import socket
+
 import pytest
 
-from agent.control_url import InvalidControlUrl, parse_control_url
+from agent.control_url import InvalidControlUrl, check_resolves_public, parse_control_url
 
 GOOD = "https://203.0.113.7:12092/request/abc123/s3cr3t-token"
 
@@ -56,3 +58,21 @@ def test_local_lab_setting_admits_http_and_loopback_only() -> None:
         parse_control_url("ftp://127.0.0.1/request/s1/tok", allow_local=True)
     with pytest.raises(InvalidControlUrl):
         parse_control_url("http://u@127.0.0.1/request/s1/tok", allow_local=True)
+
+
+@pytest.mark.anyio
+async def test_a_host_name_that_resolves_to_a_local_address_is_refused() -> None:
+    # The machine's own name resolves (via /etc/hosts) to a loopback or private address.
+    target = parse_control_url(f"https://{socket.gethostname()}/request/a/b")
+    with pytest.raises(InvalidControlUrl) as err:
+        await check_resolves_public(target, timeout_s=2)
+    assert err.value.reason in ("resolves_to_local_address", "unresolvable_host")
+
+
+@pytest.mark.anyio
+async def test_an_unresolvable_host_is_refused_and_an_ip_literal_needs_no_lookup() -> None:
+    nowhere = parse_control_url("https://no-such-host.invalid/request/a/b")
+    with pytest.raises(InvalidControlUrl) as err:
+        await check_resolves_public(nowhere, timeout_s=2)
+    assert err.value.reason == "unresolvable_host"
+    await check_resolves_public(parse_control_url("https://8.8.4.4:12092/request/a/b"), timeout_s=0.001)
