@@ -20,6 +20,12 @@ Fallbacks, so no action waits forever:
 A barge-in during the confirmation keeps the action by default: it is released when the
 interrupted turn ends. Kinds with `barge_in="cancel"` are dropped instead (`barge_in`).
 
+Known limit: the harness reports no turn ids, so when the turn of the action's epoch is already
+speaking as the tool runs, and its idle crosses the confirmation text on the wire (the harness
+finished the earlier words a moment before the confirmation reached it), that idle is taken as
+the confirmation's end. The window is one network transit; the lab and the benchmarks never hit
+it, since the reply's text and its tool call arrive within milliseconds of each other.
+
 This module is pure and synchronous: events and the time come in, release decisions come out.
 `agent/call_control.py` runs it against the live call.
 """
