@@ -1,0 +1,223 @@
+"""A real OTLP/HTTP trace receiver on 127.0.0.1, for tests: what Jaeger's OTLP endpoint does,
+minus the storage.
+
+It serves `POST /v1/traces` with `Content-Type: application/x-protobuf` (gzip or deflate
+`Content-Encoding` accepted), decodes each body as an `ExportTraceServiceRequest` with
+`opentelemetry-proto`, keeps the raw payloads (for "this secret is nowhere" checks) and answers
+an empty `ExportTraceServiceResponse`. It runs a `ThreadingHTTPServer` in a thread, so it
+works whatever the test's event loop is doing; the SDK exporter posts from its own thread.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.sdk.trace import TracerProvider
+
+TRACES_PATH = "/v1/traces"
+
+# HTTP spans are timed by the SDK on the wall clock; the call's own spans on perf_counter, put on
+# the wall clock with one offset per call (telemetry.call_spans.EpochClock). Comparing times
+# across the two allows for this much drift between the clocks during a test.
+CLOCK_SKEW_NS = 2_000_000
+
+
+def not_after(earlier_ns: int, later_ns: int) -> bool:
+    """`earlier_ns <= later_ns`, across the two clocks (see CLOCK_SKEW_NS)."""
+    return earlier_ns <= later_ns + CLOCK_SKEW_NS
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    name: str
+    time_ns: int
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReceivedLink:
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as decoded from the wire (ids in hex)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int  # OTLP enum: 1 internal, 2 server, 3 client
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    events: list[ReceivedEvent]
+    links: list[ReceivedLink]
+    status_code: int  # 0 unset, 1 ok, 2 error
+    status_message: str
+    resource: dict[str, Any] = field(repr=False)
+    scope: str = ""
+
+    def event_names(self) -> list[str]:
+        return [event.name for event in self.events]
+
+    def event(self, name: str) -> ReceivedEvent:
+        return next(event for event in self.events if event.name == name)
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    return getattr(value, kind) if kind else None
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {pair.key: _value(pair.value) for pair in pairs}
+
+
+class OtlpReceiver:
+    """Use as a context manager; `endpoint` is the URL to export to."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.payloads: list[bytes] = []  # decoded-from-transfer-encoding protobuf bodies
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.rejected: list[tuple[int, str]] = []
+        self.headers: list[dict[str, str]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status, payload = receiver._handle(self.path, dict(self.headers.items()), body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="otlp-receiver",
+            daemon=True,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{TRACES_PATH}"
+
+    @property
+    def base_url(self) -> str:
+        """For OTEL_EXPORTER_OTLP_ENDPOINT (the exporter appends /v1/traces)."""
+        return self.endpoint.removesuffix(TRACES_PATH)
+
+    def __enter__(self) -> OtlpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        lower = {k.lower(): v for k, v in headers.items()}
+        if path != TRACES_PATH:
+            return self._reject(404, f"path {path}")
+        if lower.get("content-type", "").split(";")[0].strip() != "application/x-protobuf":
+            return self._reject(415, f"content-type {lower.get('content-type')}")
+        encoding = lower.get("content-encoding", "").strip().lower()
+        try:
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            elif encoding == "deflate":
+                body = zlib.decompress(body)
+            request = ExportTraceServiceRequest.FromString(body)
+        except (OSError, zlib.error, DecodeError) as exc:
+            return self._reject(400, f"undecodable: {exc}")
+        with self._lock:
+            self.payloads.append(body)
+            self.requests.append(request)
+            self.headers.append(lower)
+        return 200, ExportTraceServiceResponse().SerializeToString()
+
+    def _reject(self, status: int, why: str) -> tuple[int, bytes]:
+        with self._lock:
+            self.rejected.append((status, why))
+        return status, b""
+
+    def collect(self, provider: TracerProvider) -> list[ReceivedSpan]:
+        """Flush `provider` (everything it has ended so far), then what arrived here, decoded."""
+        assert provider.force_flush(10_000), "the export did not finish"
+        assert self.rejected == [], self.rejected
+        return self.spans()
+
+    def raw(self) -> bytes:
+        """Every payload received, concatenated (protobuf, uncompressed)."""
+        with self._lock:
+            return b"".join(self.payloads)
+
+    def spans(self) -> list[ReceivedSpan]:
+        with self._lock:
+            requests = list(self.requests)
+        spans: list[ReceivedSpan] = []
+        for request in requests:
+            for resource_spans in request.resource_spans:
+                resource = _attributes(resource_spans.resource.attributes)
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        spans.append(
+                            ReceivedSpan(
+                                trace_id=span.trace_id.hex(),
+                                span_id=span.span_id.hex(),
+                                parent_span_id=span.parent_span_id.hex() or None,
+                                name=span.name,
+                                kind=span.kind,
+                                start_ns=span.start_time_unix_nano,
+                                end_ns=span.end_time_unix_nano,
+                                attributes=_attributes(span.attributes),
+                                events=[
+                                    ReceivedEvent(e.name, e.time_unix_nano, _attributes(e.attributes))
+                                    for e in span.events
+                                ],
+                                links=[
+                                    ReceivedLink(
+                                        link.trace_id.hex(), link.span_id.hex(), _attributes(link.attributes)
+                                    )
+                                    for link in span.links
+                                ],
+                                status_code=span.status.code,
+                                status_message=span.status.message,
+                                resource=resource,
+                                scope=scope_spans.scope.name,
+                            )
+                        )
+        return spans

@@ -1,0 +1,394 @@
+"""The span model, driven by synthetic hook calls on a fixed clock, exported over real OTLP/HTTP
+to a loopback receiver and checked as decoded from the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from line.events import (
+    AgentEndCall,
+    AgentSendText,
+    AgentTextSent,
+    AgentToolCalled,
+    AgentToolReturned,
+    AgentTurnEnded,
+    AgentTurnStarted,
+    CallEnded,
+    UserTextSent,
+    UserTurnEnded,
+    UserTurnStarted,
+)
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
+from agent.call_observer import CallInfo, CallObserver, ObserverGroup
+from telemetry import TracingObserverFactory, create_tracer_provider
+from telemetry.http_client import current_delivery_progress
+from tests.telemetry.otlp_receiver import OtlpReceiver, ReceivedSpan
+
+WALL0 = 1_700_000_000_000_000_000  # the wall clock when the call starts (ns)
+T0 = 1000.0  # perf_counter at the same moment
+SERVER, INTERNAL = 2, 1
+ERROR = 2
+
+CALL = CallInfo(
+    call_id="call-1",
+    agent_call_id="agent-call-1",
+    caller="+15550000001",
+    callee="+15550000042",
+    control_host="127.0.0.1",
+    control_fingerprint="0123456789ab",
+    control_refusal=None,
+)
+
+
+def ns(at: float) -> int:
+    return WALL0 + round((at - T0) * 1e9)
+
+
+def observe(provider: TracerProvider, call: CallInfo = CALL) -> CallObserver:
+    # Through ObserverGroup, as the app calls it.
+    return ObserverGroup(
+        [TracingObserverFactory(provider, clock=lambda: T0, wall_clock_ns=lambda: WALL0)(call)]
+    )
+
+
+def by_name(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return sorted((s for s in spans if s.name == name), key=lambda s: s.start_ns)
+
+
+def one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    [span] = by_name(spans, name)
+    return span
+
+
+def text(*words: str) -> list[AgentTextSent]:
+    return [AgentTextSent(content=w) for w in words]
+
+
+@pytest.fixture
+def transfer_call(provider: TracerProvider, receiver: OtlpReceiver) -> Iterator[list[ReceivedSpan]]:
+    """A whole transfer call: introduction, caller asks, the tool holds a transfer, the
+    confirmation plays, the POST gets a 503 then is accepted."""
+    o = observe(provider)
+    action = ControlAction(CALL_TRANSFER, {"summary": "wants a person"})
+    o.call_started(CALL, T0)
+    o.harness_event(AgentTurnStarted(), 1000.1)
+    for at, word in ((1000.2, "Hello,"), (1000.3, "how can I help?")):
+        o.harness_event(AgentTextSent(content=word), at)
+    o.harness_event(AgentTurnEnded(content=text("Hello,", "how can I help?")), 1001.0)
+    o.harness_event(UserTurnStarted(), 1001.5)
+    o.harness_event(UserTextSent(content="A person please"), 1001.6)
+    o.harness_event(UserTurnEnded(content=[UserTextSent(content="A person please")]), 1002.0)
+    o.action_event(action, "enqueued", 1002.5, {"action": "call_transfer"})
+    o.agent_output(AgentSendText(text="Connecting you now."), 1002.55)
+    o.agent_output(
+        AgentToolCalled(tool_call_id="tc1", tool_name="call_transfer", tool_args=action.params), 1002.6
+    )
+    o.agent_output(
+        AgentToolReturned(tool_call_id="tc1", tool_name="call_transfer", result="success"), 1002.61
+    )
+    o.harness_event(AgentTurnStarted(), 1003.0)
+    o.action_event(action, "armed", 1003.0, {"turn": 2})
+    o.harness_event(AgentTurnEnded(content=text("Connecting", "you", "now.")), 1004.0)
+    o.action_event(action, "released", 1004.0, {"reason": "turn_ended"})
+    with o.delivering(action):
+        o.action_event(action, "sent", 1004.01, {"attempt": 1})
+        o.action_event(action, "answered", 1004.02, {"attempt": 1, "reason": "http_503", "status": 503})
+        o.action_event(action, "retry", 1004.02, {"attempt": 1, "reason": "http_503", "wait_s": 0.2})
+        o.action_event(action, "sent", 1004.25, {"attempt": 2})
+        o.action_event(action, "answered", 1004.26, {"attempt": 2, "reason": "accepted", "status": 200})
+    o.action_event(action, "accepted", 1004.3, {"reason": "accepted", "attempts": 2})
+    o.harness_event(CallEnded(), 1005.0)
+    o.call_ended(1005.5)
+    yield receiver.collect(provider)
+
+
+def test_one_trace_with_one_root_and_everything_under_it(transfer_call: list[ReceivedSpan]) -> None:
+    spans = transfer_call
+    assert sorted(s.name for s in spans) == sorted(
+        [
+            "call",
+            "agent.turn",
+            "agent.turn",
+            "user.turn",
+            "execute_tool call_transfer",
+            "control call_transfer",
+        ]
+    )
+    assert len({s.trace_id for s in spans}) == 1
+    [root] = [s for s in spans if s.parent_span_id is None]
+    assert root.name == "call" and root.kind == SERVER
+    assert all(s.parent_span_id == root.span_id for s in spans if s is not root)
+    assert (root.start_ns, root.end_ns) == (ns(1000.0), ns(1005.5))
+    assert root.attributes == {
+        "vox.call.id": "call-1",
+        "vox.call.agent_call_id": "agent-call-1",
+        "vox.call.caller": "+*********01",
+        "vox.call.callee": "+*********42",
+        "vox.control.host": "127.0.0.1",
+        "vox.control.fingerprint": "0123456789ab",
+        "vox.call.agent_turns": 2,
+        "vox.call.user_turns": 1,
+        "vox.call.actions": 1,
+    }
+    assert root.event_names() == ["harness.call_ended"]
+    assert root.resource["service.name"] == "vox-line-agent"
+
+
+def test_turn_spans_cover_the_turns(transfer_call: list[ReceivedSpan]) -> None:
+    intro, confirmation = by_name(transfer_call, "agent.turn")
+    assert (intro.start_ns, intro.end_ns) == (ns(1000.1), ns(1001.0))
+    assert intro.attributes == {
+        "vox.turn.seq": 1,
+        "vox.turn.characters": len("Hello,") + len("how can I help?"),
+        "vox.turn.interrupted": False,
+        "vox.turn.end": "idle",
+    }
+    assert (confirmation.start_ns, confirmation.end_ns) == (ns(1003.0), ns(1004.0))
+    assert confirmation.attributes["vox.turn.seq"] == 2
+    assert confirmation.attributes["vox.turn.characters"] == len("Connectingyounow.")
+    user = one(transfer_call, "user.turn")
+    assert (user.start_ns, user.end_ns) == (ns(1001.5), ns(1002.0))
+    assert user.attributes == {
+        "vox.turn.seq": 1,
+        "vox.turn.barge_in": False,
+        "vox.turn.characters": len("A person please"),
+        "vox.turn.end": "idle",
+    }
+
+
+def test_action_span_from_enqueued_to_outcome_with_a_step_per_event(
+    transfer_call: list[ReceivedSpan],
+) -> None:
+    action = one(transfer_call, "control call_transfer")
+    assert action.kind == INTERNAL
+    assert (action.start_ns, action.end_ns) == (ns(1002.5), ns(1004.3))
+    assert [(e.name, e.time_ns) for e in action.events] == [
+        ("enqueued", ns(1002.5)),
+        ("armed", ns(1003.0)),
+        ("released", ns(1004.0)),
+        ("sent", ns(1004.01)),
+        ("answered", ns(1004.02)),
+        ("retry", ns(1004.02)),
+        ("sent", ns(1004.25)),
+        ("answered", ns(1004.26)),
+        ("accepted", ns(1004.3)),
+    ]
+    assert action.event("released").attributes == {"vox.reason": "turn_ended", "vox.turn.seq": 2}
+    assert action.event("retry").attributes == {
+        "vox.attempt": 1,
+        "vox.reason": "http_503",
+        "vox.retry.wait_s": 0.2,
+    }
+    assert action.event("answered").attributes == {
+        "vox.attempt": 1,
+        "vox.reason": "http_503",
+        "http.response.status_code": 503,
+    }
+    assert action.event("accepted").attributes == {"vox.reason": "accepted", "vox.action.attempts": 2}
+    assert {k: v for k, v in action.attributes.items() if k != "vox.action.id"} == {
+        "vox.action.kind": "call_transfer",
+        "vox.control.host": "127.0.0.1",
+        "vox.control.fingerprint": "0123456789ab",
+        "vox.action.carrier_turn": 2,
+        "vox.action.release_reason": "turn_ended",
+        "vox.action.outcome": "delivered",
+        "vox.action.reason": "accepted",
+        "vox.action.attempts": 2,
+    }
+    assert action.status_code == 0
+
+
+def test_action_links_to_the_turn_that_released_it(transfer_call: list[ReceivedSpan]) -> None:
+    action = one(transfer_call, "control call_transfer")
+    confirmation = by_name(transfer_call, "agent.turn")[1]
+    [link] = action.links
+    assert (link.trace_id, link.span_id) == (confirmation.trace_id, confirmation.span_id)
+    assert link.attributes == {"vox.link.type": "released_by", "vox.action.release_reason": "turn_ended"}
+    assert action.event("released").time_ns == confirmation.end_ns  # released by that turn's end
+
+
+def test_tool_span_covers_the_reported_pair_and_links_the_action(transfer_call: list[ReceivedSpan]) -> None:
+    tool = one(transfer_call, "execute_tool call_transfer")
+    action = one(transfer_call, "control call_transfer")
+    assert (tool.start_ns, tool.end_ns) == (ns(1002.6), ns(1002.61))
+    assert tool.attributes == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "call_transfer",
+        "gen_ai.tool.call.id": "tc1",
+        "gen_ai.tool.type": "function",
+        "vox.tool.args_size": len('{"summary":"wants a person"}'),
+    }
+    [link] = tool.links
+    assert (link.span_id, link.attributes) == (action.span_id, {"vox.link.type": "requested"})
+    assert "wants a person" not in str(tool)  # arguments are sized, never recorded
+
+
+def test_barge_in_marks_the_agent_turn_interrupted(provider: TracerProvider, receiver: OtlpReceiver) -> None:
+    o = observe(provider)
+    o.call_started(CALL, T0)
+    o.harness_event(AgentTurnStarted(), 1000.1)
+    o.harness_event(UserTurnStarted(), 1000.7)
+    o.harness_event(AgentTurnEnded(content=text("Good")), 1000.75)
+    o.harness_event(UserTurnEnded(content=[UserTextSent(content="wait")]), 1001.0)
+    o.call_ended(1002.0)
+    spans = receiver.collect(provider)
+    turn, user = one(spans, "agent.turn"), one(spans, "user.turn")
+    assert turn.attributes["vox.turn.interrupted"] is True
+    assert [(e.name, e.time_ns) for e in turn.events] == [("interrupted", ns(1000.7))]
+    assert turn.end_ns == ns(1000.75) and turn.attributes["vox.turn.characters"] == 4
+    assert user.attributes["vox.turn.barge_in"] is True
+
+
+def test_a_turn_started_without_idle_ends_the_previous_one_and_releases_its_action(
+    provider: TracerProvider, receiver: OtlpReceiver
+) -> None:
+    o = observe(provider)
+    action = ControlAction(END_CALL)
+    o.call_started(CALL, T0)
+    o.action_event(action, "enqueued", 1000.05, {"action": "end_call"})
+    o.harness_event(AgentTurnStarted(), 1000.1)
+    o.action_event(action, "armed", 1000.1, {"turn": 1})
+    o.harness_event(AgentTurnStarted(), 1001.0)  # no idle for turn 1
+    o.action_event(action, "released", 1001.0, {"reason": "turn_ended"})
+    o.action_event(action, "cancelled", 1001.1, {"reason": "call_ended", "attempts": 0})
+    o.call_ended(1002.0)
+    spans = receiver.collect(provider)
+    first, second = by_name(spans, "agent.turn")
+    assert first.end_ns == ns(1001.0) and first.attributes["vox.turn.end"] == "next_turn"
+    assert second.end_ns == ns(1002.0) and second.attributes["vox.turn.end"] == "call_ended"
+    action_span = one(spans, "control end_call")
+    assert [link.span_id for link in action_span.links] == [first.span_id]
+
+
+def test_release_without_carrier_links_the_open_turn_or_nothing(
+    provider: TracerProvider, receiver: OtlpReceiver
+) -> None:
+    o = observe(provider)
+    early, late = ControlAction(END_CALL), ControlAction(CALL_TRANSFER)
+    o.call_started(CALL, T0)
+    o.action_event(early, "enqueued", 1000.1, {})
+    o.action_event(early, "released", 1001.1, {"reason": "no_speech"})  # nothing was speaking
+    o.action_event(early, "accepted", 1001.2, {"reason": "accepted", "attempts": 1})
+    o.harness_event(AgentTurnStarted(), 1002.0)
+    o.action_event(late, "enqueued", 1002.1, {})
+    o.action_event(late, "released", 1003.0, {"reason": "max_hold"})  # never armed, a turn is open
+    o.action_event(late, "accepted", 1003.1, {"reason": "accepted", "attempts": 1})
+    o.call_ended(1004.0)
+    spans = receiver.collect(provider)
+    assert one(spans, "control end_call").links == []
+    [link] = one(spans, "control call_transfer").links
+    assert link.span_id == one(spans, "agent.turn").span_id
+    assert one(spans, "control call_transfer").event("released").attributes["vox.turn.seq"] == 1
+
+
+def test_failed_and_cancelled_outcomes(provider: TracerProvider, receiver: OtlpReceiver) -> None:
+    o = observe(provider)
+    failed, cancelled = ControlAction(CALL_TRANSFER), ControlAction(END_CALL)
+    o.call_started(CALL, T0)
+    o.action_event(failed, "enqueued", 1000.1, {})
+    o.action_event(failed, "released", 1000.2, {"reason": "no_speech"})
+    o.action_event(failed, "failed", 1010.2, {"reason": "deadline_exceeded:http_503", "attempts": 3})
+    o.action_event(cancelled, "enqueued", 1011.0, {})
+    o.action_event(cancelled, "cancelled", 1011.5, {"reason": "barge_in", "attempts": 0})
+    o.call_ended(1012.0)
+    spans = receiver.collect(provider)
+    f, c = one(spans, "control call_transfer"), one(spans, "control end_call")
+    assert (f.status_code, f.status_message) == (ERROR, "deadline_exceeded:http_503")
+    assert f.attributes["error.type"] == "deadline_exceeded:http_503"
+    assert f.attributes["vox.action.outcome"] == "failed" and f.attributes["vox.action.attempts"] == 3
+    assert c.status_code == 0 and c.attributes["vox.action.outcome"] == "cancelled"
+    assert c.event_names() == ["enqueued", "cancelled"] and c.end_ns == ns(1011.5)
+
+
+def test_call_end_closes_whatever_is_still_open(provider: TracerProvider, receiver: OtlpReceiver) -> None:
+    o = observe(provider)
+    action = ControlAction(CALL_TRANSFER)
+    o.call_started(CALL, T0)
+    o.harness_event(AgentTurnStarted(), 1000.1)
+    o.harness_event(UserTurnStarted(), 1000.2)
+    o.agent_output(AgentToolCalled(tool_call_id="t", tool_name="call_transfer"), 1000.3)
+    o.action_event(action, "enqueued", 1000.3, {})
+    o.agent_output(AgentEndCall(), 1000.4)
+    o.call_ended(1001.0)
+    o.harness_event(AgentTurnStarted(), 1002.0)  # after the end: ignored
+    o.action_event(ControlAction(END_CALL), "enqueued", 1002.0, {})
+    spans = receiver.collect(provider)
+    assert len(spans) == 5 and all(s.end_ns == ns(1001.0) for s in spans if s.name != "call")
+    assert one(spans, "call").event_names() == ["agent.end_call"]
+    abandoned = one(spans, "control call_transfer")
+    assert abandoned.event_names() == ["enqueued", "abandoned"] and abandoned.status_code == ERROR
+    assert one(spans, "agent.turn").attributes["vox.turn.end"] == "call_ended"
+
+
+def test_hooks_before_the_call_starts_or_for_unknown_actions_are_ignored(
+    provider: TracerProvider, receiver: OtlpReceiver
+) -> None:
+    o = observe(provider)
+    stray = ControlAction(END_CALL)
+    o.harness_event(AgentTurnStarted(), 999.0)
+    o.call_started(CALL, T0)
+    o.harness_event(AgentTurnEnded(), 1000.1)  # an idle without a turn
+    o.harness_event(UserTurnEnded(), 1000.2)
+    o.action_event(stray, "released", 1000.3, {"reason": "turn_ended"})
+    with o.delivering(stray):
+        assert not trace.get_current_span().get_span_context().is_valid
+    o.call_ended(1001.0)
+    assert [s.name for s in receiver.collect(provider)] == ["call"]
+
+
+def test_delivering_makes_the_action_span_current_and_restores_after(
+    provider: TracerProvider, receiver: OtlpReceiver
+) -> None:
+    o = observe(provider)
+    action = ControlAction(END_CALL)
+    o.call_started(CALL, T0)
+    o.action_event(action, "enqueued", 1000.1, {})
+    before = trace.get_current_span()
+    with o.delivering(action):
+        current = trace.get_current_span().get_span_context()
+        o.action_event(action, "sent", 1000.2, {"attempt": 1})
+        progress = current_delivery_progress()
+        assert progress is not None and progress.attempts == 1
+    assert trace.get_current_span() is before and current_delivery_progress() is None
+    o.action_event(action, "accepted", 1000.3, {"reason": "accepted", "attempts": 1})
+    o.call_ended(1001.0)
+    action_span = one(receiver.collect(provider), "control end_call")
+    assert format(current.span_id, "016x") == action_span.span_id
+
+
+def test_each_call_is_its_own_trace(provider: TracerProvider, receiver: OtlpReceiver) -> None:
+    for n in range(2):
+        info = CallInfo(f"c{n}", f"a{n}", "", "", None, None, "missing")
+        o = observe(provider, info)
+        o.call_started(info, T0)
+        o.harness_event(AgentTurnStarted(), 1000.1)
+        o.call_ended(1001.0)
+    spans = receiver.collect(provider)
+    roots = by_name(spans, "call")
+    assert len({s.trace_id for s in spans}) == 2 and len(roots) == 2
+    assert roots[0].attributes["vox.control.refusal"] == "missing"
+    assert "vox.control.host" not in roots[0].attributes
+
+
+def test_sampled_out_calls_export_nothing(receiver: OtlpReceiver) -> None:
+    provider = create_tracer_provider(
+        [OTLPSpanExporter(endpoint=receiver.endpoint)], sampler=ALWAYS_OFF, shutdown_on_exit=False
+    )
+    try:
+        o = observe(provider)
+        action = ControlAction(END_CALL)
+        o.call_started(CALL, T0)
+        o.action_event(action, "enqueued", 1000.1, {})
+        with o.delivering(action):
+            assert not trace.get_current_span().is_recording()
+        o.action_event(action, "accepted", 1000.2, {"reason": "accepted", "attempts": 1})
+        o.call_ended(1001.0)
+        assert receiver.collect(provider) == []
+    finally:
+        provider.shutdown()
