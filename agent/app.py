@@ -42,6 +42,8 @@ CONTROL_URL_KEY = "vox_session_control_url"
 
 ObserverFactory = Callable[[CallInfo], CallObserver]
 AgentFactory = Callable[[Settings, CallControl], Any]
+HttpClientHook = Callable[[httpx.AsyncClient], None]  # e.g. instrument the pooled client for tracing
+ShutdownHook = Callable[[], None]  # blocking work after calls drained, e.g. flush spans
 
 
 def llm_agent_with(settings: Settings, tools: list[Any]) -> LlmAgent:
@@ -123,6 +125,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         agent_factory: AgentFactory = build_llm_agent,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        http_client_hooks: Sequence[HttpClientHook] = (),
+        shutdown_hooks: Sequence[ShutdownHook] = (),
     ) -> None:
         install_log_redaction()  # before the first call: Line logs the start message, URL and all
         super().__init__(get_agent=self._get_agent)
@@ -130,6 +134,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         self._observer_factories = list(observers)
         self._agent_factory = agent_factory
         self._injected_http = http_client
+        self._http_client_hooks = list(http_client_hooks)
+        self._shutdown_hooks = list(shutdown_hooks)
         self._client: VoxEngineClient | None = None
         self.live_calls: set[CallControl] = set()
         self.clock = clock  # one clock for every timestamp a call reports
@@ -138,9 +144,17 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
     def add_observer(self, factory: ObserverFactory) -> None:
         self._observer_factories.append(factory)
 
+    def add_http_client_hook(self, hook: HttpClientHook) -> None:
+        self._http_client_hooks.append(hook)
+
+    def add_shutdown_hook(self, hook: ShutdownHook) -> None:
+        self._shutdown_hooks.append(hook)
+
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         http = self._injected_http or make_http_client()
+        for hook in self._http_client_hooks:
+            hook(http)
         self._client = VoxEngineClient(http, retry=self.settings.retry, secret=self.settings.control_secret)
         try:
             yield
@@ -154,6 +168,12 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
             self._client = None
             if self._injected_http is None:
                 await http.aclose()
+            for shutdown in self._shutdown_hooks:
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(shutdown)
+                except Exception:
+                    logger.exception("shutdown hook failed")
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         async with anyio.create_task_group() as tg:

@@ -13,12 +13,14 @@ from agent.settings import Settings
 
 def create_app(settings: Settings | None = None) -> TelephonyAgentApp:
     """The production app: settings from the environment, tracing per the OTEL_* variables."""
-    from telemetry import tracing_observer_factory
+    from telemetry import shutdown_tracing, tracing_observer_factory
 
     app = TelephonyAgentApp(settings or Settings.from_env())
-    factory = tracing_observer_factory()
-    if factory is not None:
-        app.add_observer(factory)
+    tracing = tracing_observer_factory()
+    if tracing is not None:
+        app.add_observer(tracing)
+        app.add_http_client_hook(tracing.instrument_http_client)
+        app.add_shutdown_hook(shutdown_tracing)
     return app
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from agent.actions import ControlAction
-from agent.app import AgentFactory, ObserverFactory, TelephonyAgentApp, build_llm_agent
+from agent.app import AgentFactory, HttpClientHook, ObserverFactory, TelephonyAgentApp, build_llm_agent
 from agent.call_observer import CallInfo, CallObserver
 from agent.lab.asgi_server import serve_on_loopback, server_port
 from agent.lab.faults import FaultPlan
@@ -107,6 +107,7 @@ class CallLab:
         observers: Sequence[ObserverFactory] = (),
         agent_factory: AgentFactory = build_llm_agent,
         default_reply: LlmReply | None = None,
+        http_client_hooks: Sequence[HttpClientHook] = (),
     ) -> None:
         self.recorder = CallRecorder()
         self.llm = ScriptedLlm(replies, default=default_reply)
@@ -115,6 +116,7 @@ class CallLab:
         self._settings = settings
         self._observers = list(observers)
         self._agent_factory = agent_factory
+        self._http_client_hooks = list(http_client_hooks)
         self._stack = contextlib.AsyncExitStack()
         self.app: TelephonyAgentApp | None = None
         self.ws_url = ""
@@ -132,6 +134,7 @@ class CallLab:
                 observers=[self.recorder.factory, *self._observers],
                 agent_factory=self._agent_factory,
                 clock=time.perf_counter,
+                http_client_hooks=self._http_client_hooks,
             )
             server = await self._stack.enter_async_context(
                 serve_on_loopback(self.app.fastapi_app, graceful_shutdown_s=settings.drain_timeout_s + 1)

@@ -14,7 +14,7 @@ from typing import Literal
 import anyio
 
 from agent import prompt
-from agent.app import AgentFactory, ObserverFactory, build_llm_agent
+from agent.app import AgentFactory, HttpClientHook, ObserverFactory, build_llm_agent
 from agent.lab.call_lab import CallLab
 from agent.lab.faults import FaultPlan
 from agent.lab.harness import CloseAfterEndCall, HarnessSimulator
@@ -159,6 +159,7 @@ async def run_scenario(
     secret: str | None = None,
     settle_s: float = 0.0,
     agent_factory: AgentFactory | None = None,
+    http_client_hooks: Sequence[HttpClientHook] = (),
 ) -> CallResult:
     """Play `scenario` once on a fresh lab and collect what happened.
 
@@ -175,6 +176,7 @@ async def run_scenario(
         observers=observers,
         agent_factory=factory,
         secret=secret,
+        http_client_hooks=http_client_hooks,
     ) as lab:
         async with lab.call(tts=scenario.tts, close_after_end_call=scenario.close_after_end_call) as sim:
             await scenario.drive(sim)

@@ -17,6 +17,7 @@ from agent.lab.faults import FAULT_KINDS, Fault, FaultPlan
 from agent.lab.results import CallResult
 from agent.lab.scenarios import CATALOGUE, DEFAULT_SCENARIOS, Policy, Scenario, run_scenario
 from agent.lab.tts_model import TtsModel
+from telemetry import TracingObserverFactory, configure_tracing, shutdown_tracing, tracing_observer_factory
 
 
 def parse_fault(spec: str) -> Fault | None:
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fixed-sleeps", action="store_true", help="also replay the published 5 s / 3 s policy, side by side"
     )
     p.add_argument("--repeat", type=int, default=1, help="play each scenario this many times")
+    p.add_argument(
+        "--spans-json", metavar="FILE", help="also write the calls' spans to FILE (OTLP/JSON lines)"
+    )
     p.add_argument("--verbose", action="store_true", help="show the app's own logs")
     return p
 
@@ -85,7 +89,7 @@ def scenario_with_pace(scenario: Scenario, args: argparse.Namespace) -> Scenario
     )
 
 
-async def run(args: argparse.Namespace) -> list[CallResult]:
+async def run(args: argparse.Namespace, tracing: TracingObserverFactory | None = None) -> list[CallResult]:
     names: Sequence[str] = args.scenario or DEFAULT_SCENARIOS
     policies: list[Policy] = ["turn-end", "fixed-sleeps"] if args.fixed_sleeps else ["turn-end"]
     faults = FaultPlan(
@@ -98,7 +102,13 @@ async def run(args: argparse.Namespace) -> list[CallResult]:
     for n, (name, policy, _) in enumerate(plan, 1):
         scenario = scenario_with_pace(CATALOGUE[name](), args)
         print(f"[{n}/{len(plan)}] {name} ({policy}): {scenario.description} ...", file=sys.stderr, flush=True)
-        result = await run_scenario(scenario, policy=policy, faults=faults)
+        result = await run_scenario(
+            scenario,
+            policy=policy,
+            faults=faults,
+            observers=[tracing] if tracing else [],
+            http_client_hooks=[tracing.instrument_http_client] if tracing else [],
+        )
         results.append(result)
         print(f"\n== {name} · policy: {policy} ==", flush=True)
         print(result.render(), flush=True)
@@ -113,5 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if args.verbose else "WARNING")
-    anyio.run(run, args)
+    # Spans go to OTEL_EXPORTER_OTLP_ENDPOINT (e.g. Jaeger) when set, and/or to --spans-json.
+    configure_tracing(json_path=args.spans_json)
+    try:
+        anyio.run(run, args, tracing_observer_factory())
+    finally:
+        shutdown_tracing()
     return 0
