@@ -17,11 +17,12 @@ import pytest
 from anyio.abc import ByteReceiveStream, Process
 
 from agent import prompt
-from agent.lab.faults import FaultPlan
+from agent.lab.faults import Fault, FaultPlan
 from agent.lab.harness import HarnessSimulator
 from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from agent.lab.tts_model import TtsModel
 from agent.lab.voxengine_emulator import VoxEngineEmulator
+from tests.telemetry.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,3 +141,41 @@ async def test_a_second_sigterm_exits_at_once(server_env: dict[str, str]) -> Non
                     await proc.wait()
     assert anyio.current_time() - second < 3.0
     assert emulator.effects == []
+
+
+async def test_uvicorn_main_app_exports_one_trace_per_call_over_otlp(server_env: dict[str, str]) -> None:
+    reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "agent please"}),))
+    port = free_port()
+    faults = FaultPlan(sequence=(Fault.http(503),))
+    with OtlpReceiver() as receiver:
+        async with ScriptedLlm([reply]) as llm, VoxEngineEmulator(faults=faults) as emulator:
+            server_env.update(
+                LLM_API_BASE=llm.api_base,
+                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.base_url,
+                OTEL_SERVICE_NAME="e2e",
+            )
+            cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
+            async with running_server(cmd, server_env, port) as (proc, log):
+                metadata = {"vox_session_control_url": emulator.control_url()}
+                ws_url = f"ws://127.0.0.1:{port}/ws"
+                async with HarnessSimulator.connect(
+                    ws_url, metadata=metadata, tts=TtsModel(words_per_s=8)
+                ) as sim:
+                    await sim.wait_agent_turn_end(1, timeout_s=30)
+                    await sim.user_says("Let me speak to someone.")
+                    await emulator.wait_for_effects(1, timeout=15)
+                proc.send_signal(signal.SIGTERM)  # the lifespan's end flushes the spans
+        spans = receiver.spans()
+        payload = receiver.raw()
+    assert proc.returncode in (0, -signal.SIGTERM), log.decode(errors="replace")
+    [root] = [s for s in spans if s.name == "call"]
+    trace = [s for s in spans if s.trace_id == root.trace_id]
+    assert {"agent.turn", "user.turn", "control call_transfer", "POST"} <= {s.name for s in trace}
+    [action] = [s for s in trace if s.name == "control call_transfer"]
+    posts = [s for s in trace if s.name == "POST"]
+    assert len(posts) == 2 and all(p.parent_span_id == action.span_id for p in posts)
+    first, second = emulator.requests
+    assert all(r.headers["traceparent"].split("-")[1] == root.trace_id for r in (first, second))
+    assert first.headers["x-traceparent"].split("-")[2] == action.span_id
+    token = emulator.control_url().rsplit("/", 1)[1]
+    assert token.encode() not in payload and b"/request/" not in payload
