@@ -32,7 +32,7 @@ from agent import prompt
 from agent.actions import END_CALL, ActionOutcome
 from agent.call_control import CallControl
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
-from agent.control_url import ControlTarget, InvalidControlUrl, check_resolves_public, parse_control_url
+from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
 from agent.log_redaction import install_log_redaction
 from agent.settings import Settings
 from agent.tools import telephony_tools
@@ -202,7 +202,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         if self._client is None:
             raise RuntimeError("the app's lifespan has not started (serve it with lifespan enabled)")
         metadata = call.metadata if isinstance(call.metadata, dict) else {}
-        target, refusal = await self._control_target(metadata.get(CONTROL_URL_KEY), call.call_id)
+        target, refusal = self._control_target(metadata.get(CONTROL_URL_KEY), call.call_id)
         info = CallInfo(
             call_id=call.call_id,
             agent_call_id=call.agent_call_id,
@@ -234,12 +234,9 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
 
         return (_ObservedAgent(agent, observer, self.clock), run_filter, _cancels_agent)
 
-    async def _control_target(self, raw: object, call_id: str) -> tuple[ControlTarget | None, str | None]:
-        allow_local = self.settings.allow_local_control
+    def _control_target(self, raw: object, call_id: str) -> tuple[ControlTarget | None, str | None]:
         try:
-            target = parse_control_url(raw, allow_local=allow_local)
-            if not allow_local:
-                await check_resolves_public(target)
+            target = parse_control_url(raw, allow_local=self.settings.allow_local_control)
         except InvalidControlUrl as exc:
             # The call goes on without telephony actions; the tools tell the caller so.
             logger.warning(f"call {call_id}: control URL refused ({exc.reason}); telephony tools disabled")

@@ -1,22 +1,27 @@
-"""The per-call control URL: validation before any connection, and redaction for logs.
+"""The per-call control URL: validation before any connection, and redaction for logs and spans.
 
 VoxEngine control URLs look like `https://<ip>:12092/request/<session>/<token>`; the path is a
 bearer secret, so only the origin and a short fingerprint ever leave this module.
+
+Outside local labs the host must be a public IP literal. VoxEngine always sends one, and a host
+*name* could be resolved to a public address when checked and to an internal one when connected
+(DNS rebinding), so names are refused rather than resolved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import socket
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import anyio
-
 MAX_URL_LENGTH = 2048
-# Names that always mean "this machine" or a cloud metadata service, whatever DNS says.
-_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "metadata.google.internal", "metadata"})
+REDACTED = "REDACTED"
+# IPv6 ranges that carry an IPv4 address in their low 32 bits: IPv4-compatible, IPv4-translated,
+# and NAT64's well-known prefix. Such an address reaches whatever its IPv4 address reaches.
+_EMBEDDING_V4 = tuple(ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
+_LOCAL_V6 = (ipaddress.ip_network("64:ff9b:1::/48"),)  # NAT64 for local use (RFC 8215)
 
 
 class InvalidControlUrl(ValueError):
@@ -52,15 +57,32 @@ class ControlTarget:
         return self.redacted
 
 
+def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if any(ip in net for net in _EMBEDDING_V4):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
+
 def is_local_address(host: str) -> bool:
-    """True for loopback, private, link-local, reserved and other non-public IP literals."""
+    """True for loopback, private, link-local, reserved and other non-public IP literals,
+    including IPv6 forms that embed such an IPv4 address."""
     try:
         ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _LOCAL_V6) or any(is_local_address(str(v4)) for v4 in _embedded_v4(ip)):
+            return True
     return not ip.is_global or ip.is_multicast
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_control_url(raw: object, *, allow_local: bool = False) -> ControlTarget:
@@ -89,32 +111,35 @@ def parse_control_url(raw: object, *, allow_local: bool = False) -> ControlTarge
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise InvalidControlUrl("missing_host")
+    if not host.isascii():
+        raise InvalidControlUrl("malformed")
     if parts.path in ("", "/"):
         raise InvalidControlUrl("missing_path")
     if parts.fragment:
         raise InvalidControlUrl("malformed")
-    if not allow_local and (host.lower() in _LOCAL_NAMES or is_local_address(host)):
-        raise InvalidControlUrl("local_address_not_allowed")
+    if not allow_local:
+        if not _is_ip_literal(host):
+            raise InvalidControlUrl("host_name_not_allowed")
+        if is_local_address(host):
+            raise InvalidControlUrl("local_address_not_allowed")
     netloc_host = f"[{host}]" if ":" in host else host
     origin = f"{parts.scheme}://{netloc_host}" + (f":{port}" if port is not None else "")
     return ControlTarget(url=raw, origin=origin, host=host)
 
 
-async def check_resolves_public(target: ControlTarget, *, timeout_s: float = 2.0) -> None:
-    """Refuse a host *name* that resolves to a local address (`InvalidControlUrl`).
+# scheme://authority followed by an optional path, query or fragment, up to whitespace or quotes.
+_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*)://([^\s/?#\"'<>]+)([/?#][^\s\"'<>]*)?")
 
-    IP literals were checked by `parse_control_url`. VoxEngine's URLs carry literal IPs, so this
-    costs nothing for them; a name is resolved once, bounded, before any connection is made.
-    """
-    try:
-        ipaddress.ip_address(target.host)
-        return
-    except ValueError:
-        pass
-    try:
-        with anyio.fail_after(timeout_s):
-            infos = await anyio.getaddrinfo(target.host, None, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError):
-        raise InvalidControlUrl("unresolvable_host") from None
-    if not infos or any(is_local_address(str(info[4][0])) for info in infos):
-        raise InvalidControlUrl("resolves_to_local_address")
+
+def redact_url(text: str) -> str:
+    """`text` with every URL reduced to scheme, host and port: userinfo and any path, query or
+    fragment beyond a bare "/" become REDACTED. Text that holds no URL comes back unchanged."""
+    return _URL.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    scheme, authority, rest = match.group(1), match.group(2), match.group(3) or ""
+    if "@" in authority:
+        authority = f"{REDACTED}:{REDACTED}@" + authority.rsplit("@", 1)[1]
+    tail = rest if rest in ("", "/") else f"/{REDACTED}"
+    return f"{scheme}://{authority}{tail}"

@@ -10,7 +10,6 @@ than its origin.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from opentelemetry.attributes import BoundedAttributes
@@ -19,24 +18,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
-REDACTED = "REDACTED"
+from agent.control_url import REDACTED, redact_url
 
-# scheme://authority followed by an optional path, query or fragment, up to whitespace or quotes.
-_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*)://([^\s/?#\"'<>]+)([/?#][^\s\"'<>]*)?")
-
-
-def redact_url(url: str) -> str:
-    """`url` with only its scheme, host and port left: userinfo and path, query or fragment
-    beyond a bare "/" become REDACTED. Text that holds no URL comes back unchanged."""
-    return _URL.sub(_redact_match, url)
-
-
-def _redact_match(match: re.Match[str]) -> str:
-    scheme, authority, rest = match.group(1), match.group(2), match.group(3) or ""
-    if "@" in authority:
-        authority = f"{REDACTED}:{REDACTED}@" + authority.rsplit("@", 1)[1]
-    tail = rest if rest in ("", "/") else f"/{REDACTED}"
-    return f"{scheme}://{authority}{tail}"
+__all__ = ["REDACTED", "RedactingSpanExporter", "mask_party", "redact_url"]
 
 
 def mask_party(value: str, keep: int = 2) -> str:
