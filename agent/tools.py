@@ -61,4 +61,4 @@ def telephony_tools(control: CallControl, *, closing_line: str | None = None) ->
         if said := _confirmation(result, prompt.TRANSFER_CONFIRMATION):
             yield said
 
-    return [loopback_tool(end_call), loopback_tool(call_transfer)]  # type: ignore[list-item]
+    return [loopback_tool(end_call), loopback_tool(call_transfer)]

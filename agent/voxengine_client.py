@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class Delivery:
     attempts: int
 
 
-def make_http_client(*, verify: bool | str = True, max_connections: int = 1000) -> httpx.AsyncClient:
+def make_http_client(
+    *, verify: bool | str | ssl.SSLContext = True, max_connections: int = 1000
+) -> httpx.AsyncClient:
     """The process-wide pooled client for control POSTs."""
     return httpx.AsyncClient(
         follow_redirects=False,  # a redirect could carry the bearer URL elsewhere

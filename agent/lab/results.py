@@ -87,13 +87,19 @@ class CallResult:
         )
 
     def confirming_turn(self, requested_at: float) -> Turn | None:
-        """The agent turn playing when the tool ran, else the next one to start."""
-        turns = self.timeline.turns()
-        for turn in turns:
-            stopped = turn.stopped_at if turn.stopped_at is not None else float("inf")
-            if turn.started_at <= requested_at < stopped:
-                return turn
-        return next((t for t in turns if t.started_at >= requested_at), None)
+        """The agent turn that played the speech confirming a tool call reported at `requested_at`:
+        the turn of the last agent text received since the caller last spoke, up to the tool call.
+
+        Line reports a tool call when the tool returns, which for a tool that sleeps (the published
+        policy) is long after its confirmation was sent, so the text, not the report, anchors it.
+        """
+        spoke = [e.at for e in self.timeline.of_kind("user_turn_started") if e.at <= requested_at]
+        since = spoke[-1] if spoke else float("-inf")
+        texts = [e for e in self.timeline.of_kind("agent_text_received", since=since) if e.at <= requested_at]
+        if not texts:
+            return None  # nothing was said for this action
+        index = texts[-1].detail.get("turn")
+        return next((t for t in self.timeline.turns() if t.index == index), None)
 
     def _speech_end(self, requested_at: float) -> float | None:
         turn = self.confirming_turn(requested_at)
