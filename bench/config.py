@@ -1,0 +1,95 @@
+"""How big each section is: `full` (the reference run, under 20 min on 2 cores), `quick`
+(under 3 min) and `smoke` (seconds; the test suite's check that every code path runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    # 1. alignment
+    alignment_calls: int  # per policy
+    alignment_concurrency: int  # calls in flight per policy
+    alignment_warmup: int
+    alignment_max_speech_s: float
+    # 2. overhead (and the 500-call runs shared with 5. resources)
+    single_rounds: int  # calls played one at a time
+    mid_calls: int
+    mid_rounds: int
+    high_calls: int
+    spread_s: float  # actions fire over this window once every call of a round is connected
+    words_per_s: float  # speech pace of the calls under load
+    warmup_calls: int
+    tracing_order: tuple[bool, ...]  # one fresh app process per high-load run: tracing off/on
+    gc_diagnostics: bool  # two extra high-load runs: app with gc.freeze(), app with GC off
+    # 3. TLS
+    tls_samples: int  # per client kind
+    # 4. faults
+    fault_calls: int
+    fault_attempt_timeout_s: float
+    seed: int = 7
+
+
+FULL = BenchConfig(
+    name="full",
+    alignment_calls=150,
+    alignment_concurrency=30,
+    alignment_warmup=2,
+    alignment_max_speech_s=12.0,
+    single_rounds=40,
+    mid_calls=100,
+    mid_rounds=3,
+    high_calls=500,
+    spread_s=12.0,
+    words_per_s=2.8,
+    warmup_calls=50,
+    tracing_order=(False, True, True, False),
+    gc_diagnostics=True,
+    tls_samples=200,
+    fault_calls=300,
+    fault_attempt_timeout_s=0.5,
+)
+
+QUICK = BenchConfig(
+    name="quick",
+    alignment_calls=20,
+    alignment_concurrency=20,
+    alignment_warmup=1,
+    alignment_max_speech_s=12.0,
+    single_rounds=10,
+    mid_calls=100,
+    mid_rounds=1,
+    high_calls=500,
+    spread_s=12.0,
+    words_per_s=2.8,
+    warmup_calls=20,
+    tracing_order=(False, True),
+    gc_diagnostics=False,
+    tls_samples=40,
+    fault_calls=40,
+    fault_attempt_timeout_s=0.5,
+)
+
+SMOKE = BenchConfig(
+    name="smoke",
+    alignment_calls=2,
+    alignment_concurrency=2,
+    alignment_warmup=0,
+    alignment_max_speech_s=2.0,
+    single_rounds=2,
+    mid_calls=4,
+    mid_rounds=1,
+    high_calls=8,
+    spread_s=0.5,
+    words_per_s=40.0,
+    warmup_calls=2,
+    tracing_order=(False, True),
+    gc_diagnostics=False,
+    tls_samples=3,
+    fault_calls=6,
+    fault_attempt_timeout_s=0.3,
+)
+
+CONFIGS = {c.name: c for c in (FULL, QUICK, SMOKE)}

@@ -1,0 +1,144 @@
+"""Section 4, faults: delivery when VoxEngine misbehaves. The emulator answers 30% of control
+requests with a 5xx, holds 10% past the client's per-attempt timeout, and drops 5% of
+connections without an answer (`FaultPlan` rates, seeded; every attempt draws again). The app
+runs with a shortened per-attempt timeout so hung attempts give up quickly; the total delivery
+deadline is the shipped one.
+
+Delivered: the action got an accepted answer. Duplicate effects: telephony effects per action
+id at the emulator beyond the first (the contract's idempotency: must be 0).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from agent.lab.faults import FaultKind, FaultPlan
+from agent.lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
+from agent.retry_policy import RetryPolicy
+from bench.app_process import AppOptions
+from bench.config import BenchConfig
+from bench.load import LoadShape, play_round, wait_drained, warmed_app
+from bench.progress import Progress
+from bench.stats import Summary, summarize
+
+SECTION = "faults"
+FAULT_RATES: dict[FaultKind, float] = {"status": 0.30, "hang": 0.10, "drop": 0.05}
+FAULT_STATUS = 503
+
+
+@dataclass(frozen=True)
+class ActionTrace:
+    """One action under faults: what each of its POSTs met, in order."""
+
+    session: str
+    accepted: bool
+    to_accepted_s: float | None
+    answers: tuple[str, ...]  # per POST: "503", "hang", "drop", "accepted", "duplicate", "refused:…"
+    last_post_after_s: float | None  # after the confirmation's turn end
+
+    @property
+    def posts(self) -> int:
+        return len(self.answers)
+
+
+def _answer(request: RecordedRequest) -> str:
+    if request.fault is not None:
+        return str(request.fault.status) if request.fault.kind == "status" else request.fault.kind
+    response = request.response or {}
+    if response.get("duplicate") is True:
+        return "duplicate"
+    if response.get("ok") is True:
+        return "accepted"
+    return f"refused:{response.get('error')}"
+
+
+@dataclass(frozen=True)
+class FaultResult:
+    calls: int
+    delivered: int
+    retry: RetryPolicy
+    concurrency: int
+    time_to_accepted_s: tuple[float, ...]  # the confirmation's turn end → the accepted POST's arrival
+    posts_per_action: tuple[int, ...]
+    injected: dict[str, int]
+    effects: int
+    duplicate_effects: int  # effects beyond the first, per action id
+    duplicate_answers: int  # requests answered "duplicate": true (retries after an effect)
+    actions: tuple[ActionTrace, ...] = ()
+
+    @property
+    def undelivered(self) -> tuple[ActionTrace, ...]:
+        return tuple(a for a in self.actions if not a.accepted)
+
+    @property
+    def delivered_pct(self) -> float:
+        return 100.0 * self.delivered / self.calls if self.calls else 0.0
+
+    @property
+    def time_to_accepted(self) -> Summary | None:
+        return summarize(self.time_to_accepted_s)
+
+
+async def run_faults(config: BenchConfig, progress: Progress) -> FaultResult:
+    retry = RetryPolicy(attempt_timeout_s=config.fault_attempt_timeout_s)
+    plan = FaultPlan(rates=FAULT_RATES, seed=config.seed)
+    shape = LoadShape(
+        calls=config.fault_calls,
+        spread_s=config.spread_s,
+        words_per_s=config.words_per_s,
+        chat=False,
+        hold_until_accepted=True,
+        action_timeout_s=retry.deadline_s + 5.0,
+    )
+    progress.say(
+        SECTION, f"{shape.calls} calls; faults {FAULT_RATES}; attempt timeout {retry.attempt_timeout_s} s"
+    )
+    async with VoxEngineEmulator(faults=plan) as emulator:
+        async with warmed_app(AppOptions(retry=retry), emulator, config.warmup_calls, floor=False) as app:
+            played = await play_round(app, emulator, shape, tag="fault", seed=config.seed)
+            await wait_drained(app)
+        mine = [r for r in emulator.requests if r.session.startswith("fault-")]
+        effects = [e for e in emulator.effects if e.session.startswith("fault-")]
+    per_id = Counter(e.id for e in effects)
+    by_session: dict[str, list[RecordedRequest]] = {}
+    for request in mine:
+        by_session.setdefault(request.session, []).append(request)
+    traces = []
+    for sample in played.samples:
+        posts = by_session.get(sample.session, [])
+        ended = sample.turn_ended_at
+        traces.append(
+            ActionTrace(
+                session=sample.session,
+                accepted=sample.accepted_at is not None,
+                to_accepted_s=None
+                if sample.accepted_at is None or ended is None
+                else sample.accepted_at - ended,
+                answers=tuple(_answer(r) for r in posts),
+                last_post_after_s=None if not posts or ended is None else posts[-1].time - ended,
+            )
+        )
+    result = FaultResult(
+        calls=shape.calls,
+        delivered=sum(1 for s in played.samples if s.accepted_at is not None),
+        retry=retry,
+        concurrency=shape.calls,
+        time_to_accepted_s=tuple(
+            s.accepted_at - s.turn_ended_at
+            for s in played.samples
+            if s.accepted_at is not None and s.turn_ended_at is not None
+        ),
+        posts_per_action=tuple(s.posts for s in played.samples),
+        injected=dict(Counter(r.fault.kind for r in mine if r.fault is not None)),
+        effects=len(effects),
+        duplicate_effects=sum(n - 1 for n in per_id.values()),
+        duplicate_answers=sum(
+            1 for r in mine if r.response is not None and r.response.get("duplicate") is True
+        ),
+        actions=tuple(traces),
+    )
+    progress.say(
+        SECTION, f"delivered {result.delivered}/{result.calls}; to accepted {result.time_to_accepted}"
+    )
+    return result

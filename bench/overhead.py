@@ -1,0 +1,152 @@
+"""Section 2, overhead: from the harness's `agent_state: idle` leaving the client to the action's
+POST arriving at the emulator, at 1, ~100 and ~500 concurrent calls, next to the floor: a bare
+pooled httpx POST from the app's own process to the same emulator, in the same window.
+
+The app runs in its own process with the LLM-free agent (`bench.light_agent`); the benchmark
+process plays the harness and VoxEngine. One call at a time, the confirmation plays fast (the
+path measured starts at the idle); under load it plays at a spoken pace. The high-load runs are
+shared with section 5: each is a fresh app process, tracing off or on, measured for latency and
+for CPU and memory at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.lab.voxengine_emulator import VoxEngineEmulator
+from bench.app_process import AppOptions, GcMode
+from bench.config import BenchConfig
+from bench.load import LoadRound, LoadShape, fast_shape, latencies, play_round, wait_drained, warmed_app
+from bench.noise import Noise, combine
+from bench.otlp_sink import OtlpSink
+from bench.progress import Progress
+from bench.resources import ResourceRun, measured_round
+from bench.stats import Summary, summarize
+
+SECTION = "overhead"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One load level: our path and the floor, measured in the same rounds."""
+
+    label: str
+    concurrency: int
+    rounds: tuple[LoadRound, ...]
+    pace_words_per_s: float
+    tracing: bool = False
+    gc_mode: GcMode = "default"
+
+    @property
+    def ours(self) -> Summary | None:
+        return summarize(latencies(self.rounds))
+
+    @property
+    def floor(self) -> Summary | None:
+        return summarize([f for r in self.rounds for f in r.floor_s])
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.rounds)
+
+    @property
+    def lost(self) -> int:
+        """Calls whose POST never arrived (or whose turn end was never seen)."""
+        return sum(1 for r in self.rounds for s in r.samples if s.latency_s is None)
+
+    @property
+    def duplicate_effects(self) -> int:
+        return sum(max(0, s.effects - 1) for r in self.rounds for s in r.samples)
+
+    @property
+    def app_lag(self) -> Summary | None:
+        return summarize([x for r in self.rounds for x in r.app.lag_s])
+
+    @property
+    def world_lag(self) -> Summary | None:
+        return summarize([x for r in self.rounds for x in r.world_lag_s])
+
+    def segment(self, index: int) -> Summary | None:
+        """0: idle → released (websocket, Line, the flush policy); 1: released → POST started
+        (the sender task, the retry loop); 2: POST started → arrival (httpx, loopback, emulator)."""
+        parts = [s.segments() for r in self.rounds for s in r.samples]
+        return summarize([p[index] for p in parts if p is not None])
+
+    @property
+    def app_busy_pct(self) -> float:
+        """The app process's CPU during the rounds, in % of one core."""
+        wall = sum(r.wall_s for r in self.rounds)
+        return 100.0 * sum(r.app_cpu_s for r in self.rounds) / wall if wall else 0.0
+
+    @property
+    def noise(self) -> Noise | None:
+        return combine([r.noise for r in self.rounds if r.noise is not None])
+
+    @property
+    def gc_full_pauses_ms(self) -> list[float]:
+        return [d * 1000 for r in self.rounds for gen, d in r.app.gc_pauses if gen == 2]
+
+
+@dataclass(frozen=True)
+class OverheadResult:
+    levels: tuple[Level, ...]
+    high_runs: tuple[ResourceRun, ...] = field(default=())
+    otlp_requests: int = 0
+
+
+async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResult:
+    levels: list[Level] = []
+    runs: list[ResourceRun] = []
+    with OtlpSink() as sink:
+        async with VoxEngineEmulator() as emulator:
+            async with warmed_app(AppOptions(), emulator, config.warmup_calls) as app:
+                single = fast_shape(1)
+                rounds = []
+                for i in range(config.single_rounds):
+                    rounds.append(await play_round(app, emulator, single, tag=f"one{i}", floor=True, seed=i))
+                levels.append(Level("1 call", 1, tuple(rounds), single.words_per_s))
+                progress.say(SECTION, f"1 call at a time: {levels[-1].ours}")
+                mid = LoadShape(
+                    calls=config.mid_calls, spread_s=config.spread_s, words_per_s=config.words_per_s
+                )
+                rounds = []
+                for i in range(config.mid_rounds):
+                    await wait_drained(app)
+                    rounds.append(
+                        await play_round(app, emulator, mid, tag=f"mid{i}", floor=True, seed=100 + i)
+                    )
+                    progress.say(SECTION, f"{mid.calls} calls, round {i + 1}/{config.mid_rounds}")
+                levels.append(Level(f"{mid.calls} calls", mid.calls, tuple(rounds), mid.words_per_s))
+                progress.say(SECTION, f"{mid.calls} calls: {levels[-1].ours}")
+            high = LoadShape(
+                calls=config.high_calls, spread_s=config.spread_s, words_per_s=config.words_per_s
+            )
+            plan: list[tuple[bool, GcMode]] = [(t, "default") for t in config.tracing_order]
+            if config.gc_diagnostics:
+                plan += [(False, "freeze"), (False, "off")]
+            for n, (tracing, gc_mode) in enumerate(plan):
+                options = AppOptions(otlp_endpoint=sink.traces_endpoint if tracing else None, gc_mode=gc_mode)
+                async with warmed_app(options, emulator, config.warmup_calls) as app:
+                    run = await measured_round(
+                        app, emulator, high, tag=f"high{n}", tracing=tracing, gc_mode=gc_mode, seed=200 + n
+                    )
+                runs.append(run)
+                progress.say(
+                    SECTION,
+                    f"{high.calls} calls, run {n + 1}/{len(plan)} (tracing {'on' if tracing else 'off'}, "
+                    f"gc {gc_mode}): {summarize(latencies([run.round]))}; "
+                    f"{run.cpu_ms_per_call:.1f} ms CPU/call",
+                )
+    for tracing, gc_mode, label in ((False, "default", ""), (True, "default", ", tracing on")):
+        chosen = tuple(r.round for r in runs if r.tracing == tracing and r.gc_mode == gc_mode)
+        if chosen:
+            levels.append(
+                Level(f"{high.calls} calls{label}", high.calls, chosen, high.words_per_s, tracing, gc_mode)
+            )
+    diagnostics: tuple[GcMode, ...] = ("freeze", "off")
+    for mode in diagnostics:
+        chosen = tuple(r.round for r in runs if r.gc_mode == mode)
+        if chosen:
+            label = f"{high.calls} calls, GC {mode}"
+            levels.append(Level(label, high.calls, chosen, high.words_per_s, False, mode))
+    return OverheadResult(tuple(levels), tuple(runs), sink.requests)

@@ -1,0 +1,103 @@
+"""Section 5, resources: CPU time and peak RSS of the app process per call, at the high-load
+level, with tracing off and on (same workload, one fresh app process per run, alternated).
+
+CPU is `time.process_time()` of the app process (every thread: the event loop, the span
+exporter's thread) from just before the round's first connection to after the last hang-up
+drained and, with tracing, every span was exported. Peak RSS is the app process's VmHWM, reset
+(`/proc/self/clear_refs`) just before the round, minus its RSS at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import median
+
+from agent.lab.voxengine_emulator import VoxEngineEmulator
+from bench.app_process import AppProcess, AppStats, GcMode
+from bench.load import LoadRound, LoadShape, play_round, wait_drained
+
+
+@dataclass(frozen=True)
+class ResourceRun:
+    tracing: bool
+    gc_mode: GcMode
+    calls: int
+    before: AppStats
+    after: AppStats
+    round: LoadRound
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return (self.after.cpu_s - self.before.cpu_s) * 1000.0 / self.calls
+
+    @property
+    def peak_kb_per_call(self) -> float:
+        return (self.after.peak_rss_kb - self.before.rss_kb) / self.calls
+
+    @property
+    def export_cpu_ms_per_call(self) -> float:
+        return (self.after.export_cpu_s - self.before.export_cpu_s) * 1000.0 / self.calls
+
+    @property
+    def spans_per_call(self) -> float:
+        return (self.after.spans_exported - self.before.spans_exported) / self.calls
+
+
+async def measured_round(
+    app: AppProcess,
+    emulator: VoxEngineEmulator,
+    shape: LoadShape,
+    *,
+    tag: str,
+    tracing: bool,
+    gc_mode: GcMode,
+    seed: int,
+) -> ResourceRun:
+    """One high-load round (with floor probes) between two resource readings of the app."""
+    await wait_drained(app)
+    before: AppStats = await app.command("mark")
+    played = await play_round(app, emulator, shape, tag=tag, floor=True, seed=seed)
+    await wait_drained(app)
+    if tracing:
+        await app.command("flush")
+    after = await app.stats()
+    return ResourceRun(tracing, gc_mode, shape.calls, before, after, played)
+
+
+@dataclass(frozen=True)
+class TracingCost:
+    off_cpu_ms: float  # median per call over the tracing-off runs
+    on_cpu_ms: float
+    off_peak_kb: float
+    on_peak_kb: float
+    spans_per_call: float
+    export_cpu_ms: float  # of on_cpu_ms: the OTLP exporter's thread
+    runs_off: int
+    runs_on: int
+
+    @property
+    def cpu_overhead_pct(self) -> float:
+        return 100.0 * (self.on_cpu_ms - self.off_cpu_ms) / self.off_cpu_ms
+
+    @property
+    def peak_overhead_kb(self) -> float:
+        return self.on_peak_kb - self.off_peak_kb
+
+
+def tracing_cost(runs: Sequence[ResourceRun]) -> TracingCost | None:
+    """Tracing on versus off, from the as-shipped runs (`gc_mode == "default"`)."""
+    off = [r for r in runs if not r.tracing and r.gc_mode == "default"]
+    on = [r for r in runs if r.tracing and r.gc_mode == "default"]
+    if not off or not on:
+        return None
+    return TracingCost(
+        off_cpu_ms=median(r.cpu_ms_per_call for r in off),
+        on_cpu_ms=median(r.cpu_ms_per_call for r in on),
+        off_peak_kb=median(r.peak_kb_per_call for r in off),
+        on_peak_kb=median(r.peak_kb_per_call for r in on),
+        spans_per_call=median(r.spans_per_call for r in on),
+        export_cpu_ms=median(r.export_cpu_ms_per_call for r in on),
+        runs_off=len(off),
+        runs_on=len(on),
+    )

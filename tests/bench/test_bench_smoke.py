@@ -1,0 +1,96 @@
+"""Smoke test of `python -m bench`: the smallest configuration of every section, end to end, in a
+subprocess as `./dev bench` runs it. It checks the report's structure and the files written, never
+a timing (those depend on the machine; the report judges them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SECTIONS = [
+    "## Machine",
+    "## Targets",
+    "## 1. Alignment",
+    "## 2. Overhead",
+    "## 3. Warm connection",
+    "## 4. Faults",
+    "## 5. Resources",
+]
+TARGETS = [
+    "0 early fires, 0 lost actions",
+    "dead air p99",
+    "added latency over the floor",
+    "concurrent calls held",
+    "fault mix",
+    "tracing overhead",
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp("bench-smoke")
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--profile", "smoke", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "[bench" in done.stderr, "progress is shown on stderr"
+    return done.stdout, out
+
+
+@pytest.mark.slow
+def test_report_has_every_section_in_order(smoke_run: tuple[str, Path]) -> None:
+    report, _ = smoke_run
+    positions = [report.find(heading) for heading in SECTIONS]
+    assert all(p >= 0 for p in positions), [h for h, p in zip(SECTIONS, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)
+    for package in ("cartesia-line", "httpx", "anyio", "tenacity", "opentelemetry-sdk"):
+        assert f"| {package} |" in report
+
+
+@pytest.mark.slow
+def test_every_target_is_judged(smoke_run: tuple[str, Path]) -> None:
+    report, _ = smoke_run
+    targets = report.split("## Targets", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in targets.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(TARGETS)
+    for row, target in zip(rows, TARGETS, strict=True):
+        assert target in row
+        assert re.search(r"\*\*(PASS|FAIL)\*\*", row), row
+
+
+@pytest.mark.slow
+def test_both_policies_and_every_load_level_are_reported(smoke_run: tuple[str, Path]) -> None:
+    report, _ = smoke_run
+    alignment = report.split("## 1. Alignment", 1)[1].split("\n## ", 1)[0]
+    assert "| published fixed sleeps" in alignment and "| ours (turn end)" in alignment
+    overhead = report.split("## 2. Overhead", 1)[1].split("\n## ", 1)[0]
+    for load in ("| 1 call |", "| 4 calls |", "| 8 calls |", "| 8 calls, tracing on |"):
+        assert load in overhead
+    tls = report.split("## 3. Warm connection", 1)[1].split("\n## ", 1)[0]
+    assert "| ratio fresh / warm |" in tls
+    resources = report.split("## 5. Resources", 1)[1].split("\n## ", 1)[0]
+    assert "Tracing (median of" in resources
+
+
+@pytest.mark.slow
+def test_results_folder_holds_the_report_plots_and_raw_samples(smoke_run: tuple[str, Path]) -> None:
+    report, out = smoke_run
+    assert (out / "report.md").read_text(encoding="utf-8").strip() == report.strip()
+    for name in ("alignment.png", "overhead.png", "faults.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+        assert f"]({name})" in report
+    for name in ("alignment.csv", "overhead.csv", "faults.csv"):
+        assert len((out / name).read_text(encoding="utf-8").splitlines()) > 1, name
