@@ -37,7 +37,7 @@ class RetryPolicy:
     deadline_s: float = 10.0
     attempt_timeout_s: float = 2.0
     backoff_initial_s: float = 0.2
-    backoff_max_s: float = 2.0
+    backoff_max_s: float = 0.5  # a gap on a live call is dead air; more attempts fit the deadline
     jitter_s: float = 0.2
     max_body_bytes: int = 64 * 1024
 
