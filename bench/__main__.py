@@ -16,6 +16,7 @@ from bench.alignment import run_alignment
 from bench.config import CONFIGS, FULL, QUICK, BenchConfig
 from bench.corpus import make_corpus
 from bench.faults import run_faults
+from bench.lab_tracing import run_lab_tracing
 from bench.machine import describe_machine, load_average
 from bench.overhead import run_overhead
 from bench.progress import Progress, quiet_logs
@@ -23,7 +24,7 @@ from bench.report import render
 from bench.results import BenchRun
 from bench.tls_warm import run_tls
 
-SECTIONS = ("alignment", "overhead", "tls", "faults")
+SECTIONS = ("alignment", "overhead", "tls", "faults", "lab-tracing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
     progress.say(
         "bench", f"{config.name} run on {machine.cores} cores ({machine.cpu_model}); results in {out}"
     )
-    alignment = overhead = tls = faults = None
+    alignment = overhead = tls = faults = lab_tracing = None
     pictures: dict[str, str] = {}
     if "alignment" in sections:
         corpus = make_corpus(
@@ -79,6 +80,8 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         faults = anyio.run(run_faults, config, progress)
         pictures["faults"] = plots.faults_plot(faults, out / "faults.png").name
         raw.write_faults(faults, out)
+    if "lab-tracing" in sections:
+        lab_tracing = anyio.run(run_lab_tracing, config, progress)
     return BenchRun(
         config=config,
         machine=machine,
@@ -88,6 +91,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         overhead=overhead,
         tls=tls,
         faults=faults,
+        lab_tracing=lab_tracing,
         plots=pictures,
         load_at_end=load_average(),
     )

@@ -7,9 +7,7 @@ in two worker processes (one per core) during the same wall-clock window.
 
 The speech end is measured on the harness's timeline: the first agent turn that started after
 the caller's request is the confirming turn, and its speech ends when its last word played, when
-the caller talked over it, or when the socket closed, whichever came first. (`CallResult.timing`
-anchors on the tool call's timeline event instead, which the published agent only reports once
-its sleep is over; see the report's notes.)
+the caller talked over it, or when the socket closed, whichever came first.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bench.alignment import AlignmentRun, policy_stats
 from bench.config import BenchConfig
 from bench.faults import FAULT_RATES, FaultResult
+from bench.lab_tracing import LabTracingCost
 from bench.markdown import diff, p
 from bench.overhead import Level, OverheadResult
 from bench.resources import TracingCost, tracing_cost
@@ -38,6 +39,7 @@ def checks(run: BenchRun) -> list[Check]:
     out.append(_fault_check(run.faults))
     cost = tracing_cost(run.overhead.high_runs) if run.overhead else None
     out.append(_tracing_check(cost))
+    out.append(_lab_tracing_check(run.lab_tracing))
     return out
 
 
@@ -174,4 +176,16 @@ def _tracing_check(cost: TracingCost | None) -> Check:
         target,
         f"{cost.off_cpu_ms:.2f} → {cost.on_cpu_ms:.2f} ms CPU per call ({cost.cpu_overhead_pct:+.1f}%)",
         cost.cpu_overhead_pct <= TRACING_CPU_PCT,
+    )
+
+
+def _lab_tracing_check(cost: LabTracingCost | None) -> Check:
+    target = f"tracing overhead ≤ {TRACING_CPU_PCT:g}% of a whole lab call's CPU (real LlmAgent path)"
+    if cost is None:
+        return Check(target, "not run", None)
+    return Check(
+        target,
+        f"{cost.off_cpu_ms:.1f} → {cost.on_cpu_ms:.1f} ms CPU per call, median of {cost.calls} "
+        f"alternating pairs ({cost.overhead_pct:+.1f}%)",
+        cost.overhead_pct <= TRACING_CPU_PCT,
     )

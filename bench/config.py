@@ -29,6 +29,7 @@ class BenchConfig:
     # 4. faults
     fault_calls: int
     fault_attempt_timeout_s: float
+    lab_tracing_calls: int  # pairs of whole lab calls, tracing off and on
     seed: int = 7
 
 
@@ -50,6 +51,7 @@ FULL = BenchConfig(
     tls_samples=200,
     fault_calls=300,
     fault_attempt_timeout_s=0.5,
+    lab_tracing_calls=16,
 )
 
 QUICK = BenchConfig(
@@ -70,6 +72,7 @@ QUICK = BenchConfig(
     tls_samples=40,
     fault_calls=40,
     fault_attempt_timeout_s=0.5,
+    lab_tracing_calls=8,
 )
 
 SMOKE = BenchConfig(
@@ -90,6 +93,7 @@ SMOKE = BenchConfig(
     tls_samples=3,
     fault_calls=6,
     fault_attempt_timeout_s=0.3,
+    lab_tracing_calls=1,
 )
 
 CONFIGS = {c.name: c for c in (FULL, QUICK, SMOKE)}

@@ -9,6 +9,7 @@ from bench.checks import checks
 from bench.config import BenchConfig
 from bench.corpus import MAX_PACE, MIN_PACE
 from bench.faults import FAULT_RATES, FAULT_STATUS, FaultResult
+from bench.lab_tracing import LabTracingCost
 from bench.load import latencies
 from bench.machine import Machine
 from bench.markdown import diff, others, p, ratio_cell, table
@@ -50,6 +51,8 @@ def render(run: BenchRun) -> str:
         lines += _tls(run.tls)
     if run.faults is not None:
         lines += _faults(run.faults, run.plots.get("faults"))
+    if run.lab_tracing is not None:
+        lines += _lab_tracing(run.lab_tracing)
     if run.overhead is not None:
         lines += _resources(run.overhead, run.config)
     lines += _notes()
@@ -271,6 +274,23 @@ def _tls(result: TlsResult) -> list[str]:
     ]
 
 
+def _lab_tracing(cost: LabTracingCost) -> list[str]:
+    return [
+        "",
+        "## 6. Tracing on a whole lab call",
+        "",
+        "The CPU of one whole simulated call in one process: the real `LlmAgent` through LiteLLM against "
+        "the scripted LLM, the harness simulator, the VoxEngine emulator and the app, with spans exported "
+        "over OTLP/HTTP to a receiver on 127.0.0.1. Calls alternate tracing off and on; medians of "
+        f"{cost.calls} pairs. (Section 5 measures the stricter case: the app alone, without an LLM.)",
+        "",
+        "| tracing | CPU per call (median) |",
+        "| --- | --- |",
+        f"| off | {cost.off_cpu_ms:.1f} ms |",
+        f"| on | {cost.on_cpu_ms:.1f} ms ({cost.overhead_pct:+.1f}%) |",
+    ]
+
+
 def _faults(result: FaultResult, plot: str | None) -> list[str]:
     retry = result.retry
     injected = ", ".join(f"{k} {v}" for k, v in sorted(result.injected.items())) or "none"
@@ -372,11 +392,9 @@ def _notes() -> list[str]:
         "- Both processes stamp with `time.perf_counter()` (CLOCK_MONOTONIC on Linux, shared across "
         "processes), so harness, app and emulator timestamps compare directly.",
         "- Everything listens and connects on 127.0.0.1 only.",
-        "- Section 1 finds the confirming turn from the caller's request, not from the `tool_call` "
-        "event that `agent.lab.results.CallResult.timing` uses: Line reports a tool call when the "
-        "tool returns, which for the published agent is after its sleep, and `CallResult.timing` then "
-        "takes the socket's close as the end of the speech (it judges a transfer that left 0.7 s of "
-        "dead air as cut off).",
+        "- Section 1 takes the confirming turn as the first agent turn after the caller's request; "
+        "Line reports a tool call only when the tool returns (after the published agent's sleep), so "
+        "the report's own timeline never anchors on that event.",
         '- "Others\' CPU": the share of all cores used during the window by processes other than the '
         "benchmark's (from /proc/stat, minus our processes' CPU time). The machine is shared; when "
         "others take a core, our tails grow, and the side-by-side ratios are the numbers to compare.",

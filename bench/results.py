@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from bench.alignment import AlignmentRun
 from bench.config import BenchConfig
 from bench.faults import FaultResult
+from bench.lab_tracing import LabTracingCost
 from bench.machine import Machine
 from bench.overhead import OverheadResult
 from bench.tls_warm import TlsResult
@@ -22,5 +23,6 @@ class BenchRun:
     overhead: OverheadResult | None = None
     tls: TlsResult | None = None
     faults: FaultResult | None = None
+    lab_tracing: LabTracingCost | None = None
     plots: dict[str, str] = field(default_factory=dict)  # name → file name next to report.md
     load_at_end: str = ""

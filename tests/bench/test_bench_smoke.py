@@ -29,6 +29,7 @@ TARGETS = [
     "concurrent calls held",
     "fault mix",
     "tracing overhead",
+    "of a whole lab call's CPU",
 ]
 
 

@@ -1,0 +1,64 @@
+"""Tracing's share of a whole lab call's CPU: the real LlmAgent path (LiteLLM against the scripted
+LLM), the harness simulator and the VoxEngine emulator, all in this process, with spans exported
+over OTLP/HTTP to a receiver on 127.0.0.1. Calls alternate tracing off and on, so both halves see
+the same machine; CPU is this process's (all threads, the exporter's included)."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+from agent.lab.scenarios import CATALOGUE, run_scenario
+from agent.lab.tts_model import TtsModel
+from bench.config import BenchConfig
+from bench.otlp_sink import OtlpSink
+from bench.progress import Progress
+from telemetry import TracingObserverFactory, create_tracer_provider, tracing_observer_factory
+
+SECTION = "lab-tracing"
+FAST_TTS = TtsModel(first_audio_s=0.02, words_per_s=40)  # speech time is idle time: keep calls short
+
+
+@dataclass(frozen=True)
+class LabTracingCost:
+    calls: int  # per side
+    off_cpu_ms: float  # median CPU per call
+    on_cpu_ms: float
+
+    @property
+    def overhead_pct(self) -> float:
+        return (self.on_cpu_ms / self.off_cpu_ms - 1.0) * 100.0
+
+
+async def _one_call(tracing: TracingObserverFactory | None) -> float:
+    scenario = CATALOGUE["transfer-short"]().with_tts(FAST_TTS)
+    observers = [tracing] if tracing else []
+    client_hooks = [tracing.instrument_http_client] if tracing else []
+    gc.collect()  # each call starts from the same heap state, traced or not
+    started = time.process_time()
+    await run_scenario(scenario, observers=observers, http_client_hooks=client_hooks)
+    return (time.process_time() - started) * 1000.0
+
+
+async def run_lab_tracing(config: BenchConfig, progress: Progress) -> LabTracingCost:
+    with OtlpSink() as sink:
+        provider = create_tracer_provider(
+            [OTLPSpanExporter(endpoint=sink.traces_endpoint)], service_name="bench"
+        )
+        tracing = tracing_observer_factory(provider)
+        try:
+            await _one_call(None)  # warm-up: LiteLLM's lazy imports, first connections
+            await _one_call(tracing)
+            off: list[float] = []
+            on: list[float] = []
+            for i in range(config.lab_tracing_calls):
+                progress.say(SECTION, f"call pair {i + 1}/{config.lab_tracing_calls}")
+                off.append(await _one_call(None))
+                on.append(await _one_call(tracing))
+        finally:
+            provider.shutdown()
+    return LabTracingCost(len(off), statistics.median(off), statistics.median(on))
