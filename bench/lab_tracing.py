@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+from agent.lab.otlp_receiver import OtlpReceiver
 from agent.lab.scenarios import CATALOGUE, run_scenario
 from agent.lab.tts_model import TtsModel
 from bench.config import BenchConfig
-from bench.otlp_sink import OtlpSink
 from bench.progress import Progress
 from telemetry import TracingObserverFactory, create_tracer_provider, tracing_observer_factory
 
@@ -45,10 +45,8 @@ async def _one_call(tracing: TracingObserverFactory | None) -> float:
 
 
 async def run_lab_tracing(config: BenchConfig, progress: Progress) -> LabTracingCost:
-    with OtlpSink() as sink:
-        provider = create_tracer_provider(
-            [OTLPSpanExporter(endpoint=sink.traces_endpoint)], service_name="bench"
-        )
+    with OtlpReceiver(decode=False) as sink:
+        provider = create_tracer_provider([OTLPSpanExporter(endpoint=sink.endpoint)], service_name="bench")
         tracing = tracing_observer_factory(provider)
         try:
             await _one_call(None)  # warm-up: LiteLLM's lazy imports, first connections

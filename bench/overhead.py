@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent.lab.otlp_receiver import OtlpReceiver
 from agent.lab.voxengine_emulator import VoxEngineEmulator
 from bench.app_process import AppOptions, GcMode
 from bench.config import BenchConfig
 from bench.load import LoadRound, LoadShape, fast_shape, latencies, play_round, wait_drained, warmed_app
 from bench.noise import Noise, combine
-from bench.otlp_sink import OtlpSink
 from bench.progress import Progress
 from bench.resources import ResourceRun, measured_round
 from bench.stats import Summary, summarize
@@ -97,7 +97,7 @@ class OverheadResult:
 async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResult:
     levels: list[Level] = []
     runs: list[ResourceRun] = []
-    with OtlpSink() as sink:
+    with OtlpReceiver(decode=False) as sink:
         async with VoxEngineEmulator() as emulator:
             async with warmed_app(AppOptions(), emulator, config.warmup_calls) as app:
                 single = fast_shape(1)
@@ -125,7 +125,7 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
             if config.gc_diagnostics:
                 plan += [(False, "freeze"), (False, "off")]
             for n, (tracing, gc_mode) in enumerate(plan):
-                options = AppOptions(otlp_endpoint=sink.traces_endpoint if tracing else None, gc_mode=gc_mode)
+                options = AppOptions(otlp_endpoint=sink.endpoint if tracing else None, gc_mode=gc_mode)
                 async with warmed_app(options, emulator, config.warmup_calls) as app:
                     run = await measured_round(
                         app, emulator, high, tag=f"high{n}", tracing=tracing, gc_mode=gc_mode, seed=200 + n
@@ -149,4 +149,4 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
         if chosen:
             label = f"{high.calls} calls, GC {mode}"
             levels.append(Level(label, high.calls, chosen, high.words_per_s, False, mode))
-    return OverheadResult(tuple(levels), tuple(runs), sink.requests)
+    return OverheadResult(tuple(levels), tuple(runs), len(sink.payloads))

@@ -3,91 +3,30 @@ action still held — it is delivered before the process exits."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import socket
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import ByteReceiveStream, Process
 
 from agent import prompt
 from agent.lab.faults import Fault, FaultPlan
 from agent.lab.harness import HarnessSimulator
+from agent.lab.otlp_receiver import OtlpReceiver
 from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from agent.lab.tts_model import TtsModel
 from agent.lab.voxengine_emulator import VoxEngineEmulator
-from tests.telemetry.otlp_receiver import OtlpReceiver
+from tests.server_process import free_port, running_server, server_env
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def server_env() -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_", "VOX_"))}
-    env.update(
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        LLM_MODEL="openai/scripted",
-        OPENAI_API_KEY="sk-test",
-        VOX_CONTROL_ALLOW_LOCAL="1",
-        PYTHONUNBUFFERED="1",
-    )
-    yield env
-
-
-async def wait_listening(port: int, proc: Process, timeout_s: float = 60.0) -> None:
-    with anyio.fail_after(timeout_s):
-        while True:
-            assert proc.returncode is None, "server exited during start-up"
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)  # a child process's port: polling is the only signal there is
-                continue
-            await stream.aclose()
-            return
-
-
-async def collect(stream: ByteReceiveStream, into: bytearray) -> None:
-    # Drained while the server runs, so a chatty log can never fill the pipe and stall it.
-    async for chunk in stream:
-        into += chunk
-
-
-@contextlib.asynccontextmanager
-async def running_server(
-    cmd: list[str], env: dict[str, str], port: int
-) -> AsyncIterator[tuple[Process, bytearray]]:
-    log = bytearray()
-    proc = await anyio.open_process(cmd, cwd=ROOT, env=env, stderr=subprocess.STDOUT)
-    async with proc, anyio.create_task_group() as tg:
-        assert proc.stdout is not None
-        tg.start_soon(collect, proc.stdout, log)
-        await wait_listening(port, proc)
-        yield proc, log
-        with anyio.fail_after(30):
-            await proc.wait()
-
-
-async def test_sigterm_delivers_the_held_action_then_exits(server_env: dict[str, str]) -> None:
+async def test_sigterm_delivers_the_held_action_then_exits() -> None:
     reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "agent please"}),))
     port = free_port()
     async with ScriptedLlm([reply]) as llm, VoxEngineEmulator() as emulator:
-        server_env["LLM_API_BASE"] = llm.api_base
         cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
-        async with running_server(cmd, server_env, port) as (proc, log):
+        async with running_server(cmd, server_env(llm.api_base), port) as (proc, log):
             metadata = {"vox_session_control_url": emulator.control_url()}
             slow = TtsModel(first_audio_s=0.05, words_per_s=3)  # a ~4.5 s confirmation
             ws_url = f"ws://127.0.0.1:{port}/ws"
@@ -113,7 +52,7 @@ async def test_sigterm_delivers_the_held_action_then_exits(server_env: dict[str,
     assert token not in output and "/request/s1/" not in output  # the secret path never reaches the logs
 
 
-async def test_a_second_sigterm_exits_at_once(server_env: dict[str, str]) -> None:
+async def test_a_second_sigterm_exits_at_once() -> None:
     # VoxEngine hangs, so the first SIGTERM's drain would wait out the 10 s delivery deadline.
     reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {}),))
     port = free_port()
@@ -121,10 +60,8 @@ async def test_a_second_sigterm_exits_at_once(server_env: dict[str, str]) -> Non
         ScriptedLlm([reply]) as llm,
         VoxEngineEmulator(faults=FaultPlan(rates={"hang": 1.0})) as emulator,
     ):
-        server_env.update(
-            LLM_API_BASE=llm.api_base, PORT=str(port), HOST="127.0.0.1", VOX_CONTROL_DEADLINE_S="10"
-        )
-        async with running_server([sys.executable, "main.py"], server_env, port) as (proc, _):
+        env = server_env(llm.api_base, PORT=str(port), HOST="127.0.0.1", VOX_CONTROL_DEADLINE_S="10")
+        async with running_server([sys.executable, "main.py"], env, port) as (proc, _):
             metadata = {"vox_session_control_url": emulator.control_url()}
             ws_url = f"ws://127.0.0.1:{port}/ws"
             async with HarnessSimulator.connect(
@@ -143,19 +80,17 @@ async def test_a_second_sigterm_exits_at_once(server_env: dict[str, str]) -> Non
     assert emulator.effects == []
 
 
-async def test_uvicorn_main_app_exports_one_trace_per_call_over_otlp(server_env: dict[str, str]) -> None:
+async def test_uvicorn_main_app_exports_one_trace_per_call_over_otlp() -> None:
     reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "agent please"}),))
     port = free_port()
     faults = FaultPlan(sequence=(Fault.http(503),))
     with OtlpReceiver() as receiver:
         async with ScriptedLlm([reply]) as llm, VoxEngineEmulator(faults=faults) as emulator:
-            server_env.update(
-                LLM_API_BASE=llm.api_base,
-                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.base_url,
-                OTEL_SERVICE_NAME="e2e",
+            env = server_env(
+                llm.api_base, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.base_url, OTEL_SERVICE_NAME="e2e"
             )
             cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
-            async with running_server(cmd, server_env, port) as (proc, log):
+            async with running_server(cmd, env, port) as (proc, log):
                 metadata = {"vox_session_control_url": emulator.control_url()}
                 ws_url = f"ws://127.0.0.1:{port}/ws"
                 async with HarnessSimulator.connect(

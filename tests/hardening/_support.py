@@ -15,29 +15,18 @@ from typing import Any
 import anyio
 import anyio.abc
 import h11
-from line.agent import TurnEnv
 from line.events import (
-    AgentSendText,
-    AgentToolCalled,
-    AgentToolReturned,
-    CallStarted,
     InputEvent,
-    OutputEvent,
-    UserTextSent,
-    UserTurnEnded,
 )
-from line.llm_agent import ToolEnv
 from loguru import logger
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from agent.call_control import CallControl
 from agent.call_observer import CallInfo, CallObserver
 from agent.lab.harness import start_message
+from agent.lab.keyword_agent import keyword_agent_factory
 from agent.lab.tts_model import TtsModel
-from agent.settings import Settings
-from agent.tools import telephony_tools
 
 # Speech that starts at once and plays 40 words a second: calls in this suite take milliseconds
 # of speech, while the order of events (speaking, words, idle) stays exactly as in production.
@@ -53,48 +42,11 @@ FAST_TTS = TtsModel(first_audio_s=0.02, words_per_s=40)
 # real CallControl, the confirmation is the real one) and reports the tool call like LlmAgent.
 # ---------------------------------------------------------------------------------------------
 
-TRANSFER_WORD = "operator"
-GOODBYE_WORD = "goodbye"
 INTRO_TEXT = "Hello there."
 CHAT_REPLY = "Our hours are nine to five."
 CLOSING_LINE = "Thanks for calling. Goodbye!"
 
-_tool_ids = itertools.count(1)
-
-
-class ToolAgent:
-    """Says a short introduction; on each caller turn chats, transfers or hangs up."""
-
-    def __init__(self, control: CallControl) -> None:
-        self._tools = {tool.name: tool for tool in telephony_tools(control, closing_line=CLOSING_LINE)}
-
-    async def process(self, env: TurnEnv, event: InputEvent) -> AsyncIterator[OutputEvent]:
-        if isinstance(event, CallStarted):
-            yield AgentSendText(text=INTRO_TEXT)
-            return
-        if not isinstance(event, UserTurnEnded):
-            return
-        said = " ".join(c.content for c in event.content if isinstance(c, UserTextSent)).casefold()
-        if TRANSFER_WORD in said:
-            async for output in self._run_tool(env, "call_transfer", {"summary": said[:200]}):
-                yield output
-        elif GOODBYE_WORD in said:
-            async for output in self._run_tool(env, "end_call", {}):
-                yield output
-        else:
-            yield AgentSendText(text=CHAT_REPLY)
-
-    async def _run_tool(self, env: TurnEnv, name: str, args: dict[str, Any]) -> AsyncIterator[OutputEvent]:
-        call_id = f"hardening_tool_{next(_tool_ids)}"
-        yield AgentToolCalled(tool_call_id=call_id, tool_name=name, tool_args=args)
-        async for output in self._tools[name].func(ToolEnv(turn_env=env), **args):
-            yield output
-        yield AgentToolReturned(tool_call_id=call_id, tool_name=name, tool_args=args, result="ok")
-
-
-def tool_agent(settings: Settings, control: CallControl) -> ToolAgent:
-    """An `AgentFactory` for `TelephonyAgentApp` / `CallLab`."""
-    return ToolAgent(control)
+tool_agent = keyword_agent_factory(chat_reply=CHAT_REPLY, introduction=INTRO_TEXT, closing_line=CLOSING_LINE)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,18 +7,12 @@ process exits. (tests/e2e/test_server_process.py covers one call, and a second S
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
-import socket
-import subprocess
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import ByteReceiveStream, Process
 
 from agent import prompt
 from agent.lab.harness import HarnessSimulator
@@ -26,73 +20,17 @@ from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from agent.lab.timeline import now
 from agent.lab.tts_model import TtsModel
 from agent.lab.voxengine_emulator import VoxEngineEmulator
+from tests.server_process import free_port, running_server, server_env
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[2]
 TOKENS = ("alpha", "bravo", "charlie")
 DRAIN_TIMEOUT_S = 8.0  # VOX_DRAIN_TIMEOUT_S
 GRACE_S = DRAIN_TIMEOUT_S + 3  # main.py's graceful-shutdown bound (timeout_graceful_shutdown)
 EXIT_SLACK_S = 5.0  # interpreter teardown of a LiteLLM-laden process on a loaded 2-core machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_env(llm_base: str, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_", "VOX_"))}
-    env.update(
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        LLM_MODEL="openai/scripted",
-        LLM_API_BASE=llm_base,
-        OPENAI_API_KEY="sk-test",
-        VOX_CONTROL_ALLOW_LOCAL="1",
-        VOX_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S),
-        HOST="127.0.0.1",
-        PORT=str(port),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-async def wait_listening(port: int, proc: Process, timeout_s: float = 60.0) -> None:
-    with anyio.fail_after(timeout_s):
-        while True:
-            assert proc.returncode is None, "server exited during start-up"
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)  # a child process's port: polling is the only signal there is
-                continue
-            await stream.aclose()
-            return
-
-
-async def collect(stream: ByteReceiveStream, into: bytearray) -> None:
-    async for chunk in stream:  # drained while the server runs, so its log never stalls it
-        into += chunk
-
-
-@contextlib.asynccontextmanager
-async def running_server(env: dict[str, str], port: int) -> AsyncIterator[tuple[Process, bytearray]]:
-    log = bytearray()
-    cmd = [sys.executable, "main.py"]
-    proc = await anyio.open_process(cmd, cwd=ROOT, env=env, stderr=subprocess.STDOUT)
-    async with proc, anyio.create_task_group() as tg:
-        assert proc.stdout is not None
-        tg.start_soon(collect, proc.stdout, log)
-        try:
-            await wait_listening(port, proc)
-            yield proc, log
-            with anyio.fail_after(DRAIN_TIMEOUT_S + 10):
-                await proc.wait()
-        finally:
-            if proc.returncode is None:  # a failed test must not leave the server behind
-                proc.kill()
-                with anyio.CancelScope(shield=True):
-                    await proc.wait()
+def env_for(llm_base: str, port: int) -> dict[str, str]:
+    return server_env(llm_base, VOX_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S), HOST="127.0.0.1", PORT=str(port))
 
 
 async def test_one_sigterm_flushes_the_held_action_of_every_call_then_exits() -> None:
@@ -106,7 +44,13 @@ async def test_one_sigterm_flushes_the_held_action_of_every_call_then_exits() ->
     slow = TtsModel(first_audio_s=0.05, words_per_s=1.5)
     sims: dict[str, HarnessSimulator] = {}
     async with ScriptedLlm(replies) as llm, VoxEngineEmulator() as emulator:
-        async with running_server(server_env(llm.api_base, port), port) as (proc, log):
+        main_py = [sys.executable, "main.py"]
+        async with running_server(
+            main_py, env_for(llm.api_base, port), port, exit_timeout_s=DRAIN_TIMEOUT_S + 10
+        ) as (
+            proc,
+            log,
+        ):
             ws_url = f"ws://127.0.0.1:{port}/ws"
             async with contextlib.AsyncExitStack() as calls:
                 for token in TOKENS:

@@ -26,9 +26,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
+from agent.lab.otlp_receiver import OtlpReceiver, ReceivedSpan
 from telemetry import TracingObserverFactory, create_tracer_provider
 from telemetry.http_client import current_delivery_progress
-from tests.telemetry.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 WALL0 = 1_700_000_000_000_000_000  # the wall clock when the call starts (ns)
 T0 = 1000.0  # perf_counter at the same moment

@@ -20,6 +20,7 @@ from agent.lab.asgi_server import serve_on_loopback, server_port
 from agent.lab.call_lab import CallRecorder
 from agent.lab.faults import Fault, FaultPlan
 from agent.lab.harness import HarnessSimulator
+from agent.lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from agent.lab.timeline import Turn
 from agent.lab.tts_model import TtsModel
@@ -27,7 +28,6 @@ from agent.lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 from agent.settings import Settings
 from agent.voxengine_client import make_http_client
 from telemetry import create_tracer_provider, tracing_observer_factory
-from tests.telemetry.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 
 pytestmark = pytest.mark.anyio
 

@@ -17,10 +17,10 @@ from agent.actions import CALL_TRANSFER
 from agent.call_control import CallControl
 from agent.call_observer import CallInfo
 from agent.control_url import parse_control_url
+from agent.lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import VoxEngineClient
 from telemetry import TracingObserverFactory
-from tests.telemetry.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 
 pytestmark = pytest.mark.anyio
 

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 
 from agent.call_observer import CallInfo
+from agent.lab.otlp_receiver import OtlpReceiver
 from telemetry import (
     TracingConfig,
     configure_tracing,
@@ -31,7 +32,6 @@ from telemetry import (
     shutdown_tracing,
     tracing_observer_factory,
 )
-from tests.telemetry.otlp_receiver import OtlpReceiver
 
 CALL = CallInfo("c1", "a1", "+15550000001", "+15550000002", "127.0.0.1", "0123456789ab", None)
 

@@ -1,11 +1,12 @@
-"""A real OTLP/HTTP trace receiver on 127.0.0.1, for tests: what Jaeger's OTLP endpoint does,
-minus the storage.
+"""A real OTLP/HTTP trace receiver on 127.0.0.1, for tests and benchmarks: what Jaeger's OTLP
+endpoint does, minus the storage.
 
 It serves `POST /v1/traces` with `Content-Type: application/x-protobuf` (gzip or deflate
 `Content-Encoding` accepted), decodes each body as an `ExportTraceServiceRequest` with
 `opentelemetry-proto`, keeps the raw payloads (for "this secret is nowhere" checks) and answers
 an empty `ExportTraceServiceResponse`. It runs a `ThreadingHTTPServer` in a thread, so it
-works whatever the test's event loop is doing; the SDK exporter posts from its own thread.
+works whatever the test's event loop is doing; the SDK exporter posts from its own thread. With
+`decode=False` (benchmarks) it only keeps the bodies, so decoding costs nothing while measured.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 class OtlpReceiver:
     """Use as a context manager; `endpoint` is the URL to export to."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, decode: bool = True) -> None:
+        self._decode = decode
         self._lock = threading.Lock()
         self.payloads: list[bytes] = []  # decoded-from-transfer-encoding protobuf bodies
         self.requests: list[ExportTraceServiceRequest] = []
@@ -160,12 +162,13 @@ class OtlpReceiver:
                 body = gzip.decompress(body)
             elif encoding == "deflate":
                 body = zlib.decompress(body)
-            request = ExportTraceServiceRequest.FromString(body)
+            request = ExportTraceServiceRequest.FromString(body) if self._decode else None
         except (OSError, zlib.error, DecodeError) as exc:
             return self._reject(400, f"undecodable: {exc}")
         with self._lock:
             self.payloads.append(body)
-            self.requests.append(request)
+            if request is not None:
+                self.requests.append(request)
             self.headers.append(lower)
         return 200, ExportTraceServiceResponse().SerializeToString()
 
