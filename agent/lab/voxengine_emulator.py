@@ -308,7 +308,7 @@ class VoxEngineEmulator:
         conn = h11.Connection(h11.SERVER)
         while True:
             try:
-                event = await _next_event(conn, stream)
+                event = await next_h11_event(conn, stream)
                 if isinstance(event, h11.ConnectionClosed):
                     return
                 assert isinstance(event, h11.Request)
@@ -329,7 +329,7 @@ class VoxEngineEmulator:
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await _next_event(conn, stream)
+            event = await next_h11_event(conn, stream)
             if isinstance(event, h11.EndOfMessage):
                 return b"".join(chunks), True
             if isinstance(event, h11.Data):
@@ -504,7 +504,8 @@ class _QuietTLSListener(TLSListener):
         log.debug("voxengine emulator: TLS handshake failed: %r", exc)
 
 
-async def _next_event(conn: h11.Connection, stream: anyio.abc.ByteStream) -> Any:
+async def next_h11_event(conn: h11.Connection, stream: anyio.abc.ByteStream) -> Any:
+    """The next h11 event on `stream`, reading as needed (EOF shows as ConnectionClosed)."""
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:

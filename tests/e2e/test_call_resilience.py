@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,29 +13,12 @@ from agent.lab.scripted_llm import LlmReply, ToolCallSpec
 from agent.lab.tts_model import TtsModel
 from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
+from tests.product_tasks import product_tasks
 
 pytestmark = pytest.mark.anyio
 
 FAST_TTS = TtsModel(first_audio_s=0.05, words_per_s=12)
 TRANSFER = ToolCallSpec("call_transfer", {"summary": "wants a person"})
-
-
-def _code_files(awaitable: object) -> Iterator[str]:
-    # Follow the await chain: anyio wraps each task's coroutine in its own.
-    while awaitable is not None:
-        code = getattr(awaitable, "cr_code", None) or getattr(awaitable, "ag_code", None)
-        if code is not None:
-            yield code.co_filename
-        awaitable = getattr(awaitable, "cr_await", None)
-
-
-def our_tasks() -> list[asyncio.Task[object]]:
-    """Tasks running code of this product (not the lab's, the test's or uvicorn's)."""
-    found = []
-    for task in asyncio.all_tasks():
-        if any("/agent/" in f and "/agent/lab/" not in f for f in _code_files(task.get_coro())):
-            found.append(task)
-    return found
 
 
 @pytest.mark.parametrize(
@@ -110,11 +91,11 @@ async def test_no_task_of_the_call_outlives_it() -> None:
             await sim.wait_agent_turn_end(1)
             await sim.user_says("A person please.")
             await sim.wait_agent_turn_end(2)
-            assert our_tasks(), "the call's control plane runs while the call is live"
+            assert product_tasks(), "the call's control plane runs while the call is live"
             await lab.emulator.wait_for_effects(1, timeout=5)
         await lab.wait_calls_ended(1)
         assert lab.app is not None and lab.app.live_calls == set()
-        assert our_tasks() == []
+        assert product_tasks() == []
 
 
 async def test_a_hang_up_that_finally_fails_ends_the_agents_side_of_the_call() -> None:

@@ -27,6 +27,7 @@ from agent.call_observer import CallInfo, CallObserver
 from agent.lab.harness import start_message
 from agent.lab.keyword_agent import keyword_agent_factory
 from agent.lab.tts_model import TtsModel
+from agent.lab.voxengine_emulator import next_h11_event
 
 # Speech that starts at once and plays 40 words a second: calls in this suite take milliseconds
 # of speech, while the order of events (speaking, words, idle) stays exactly as in production.
@@ -365,11 +366,11 @@ class HostileControlServer:
         async with stream:
             try:
                 while True:
-                    request = await self._next(conn, stream)
+                    request = await next_h11_event(conn, stream)
                     if not isinstance(request, h11.Request):
                         return
                     while not isinstance(
-                        await self._next(conn, stream), (h11.EndOfMessage, h11.ConnectionClosed)
+                        await next_h11_event(conn, stream), (h11.EndOfMessage, h11.ConnectionClosed)
                     ):
                         pass
                     method = request.method.decode()
@@ -410,15 +411,3 @@ class HostileControlServer:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             self.streams_ended += 1
             self._notify()
-
-    @staticmethod
-    async def _next(conn: Any, stream: anyio.abc.SocketStream) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                data = await stream.receive(65536)
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                data = b""
-            conn.receive_data(data)

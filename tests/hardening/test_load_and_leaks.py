@@ -14,7 +14,6 @@ import asyncio
 import gc
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -22,27 +21,11 @@ import pytest
 from agent.lab.call_lab import CallLab
 from agent.lab.tts_model import TtsModel
 from tests.hardening._support import eventually, open_fds, tool_agent
+from tests.product_tasks import product_tasks
 
 pytestmark = pytest.mark.anyio
 
 INSTANT_TTS = TtsModel(first_audio_s=0.005, words_per_s=500)
-
-
-def _code_files(awaitable: object) -> Iterator[str]:
-    while awaitable is not None:
-        code = getattr(awaitable, "cr_code", None) or getattr(awaitable, "ag_code", None)
-        if code is not None:
-            yield code.co_filename
-        awaitable = getattr(awaitable, "cr_await", None)
-
-
-def product_tasks() -> list[asyncio.Task[object]]:
-    """Tasks running code of the product (agent/, not agent/lab/)."""
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if any("/agent/" in f and "/agent/lab/" not in f for f in _code_files(task.get_coro()))
-    ]
 
 
 async def one_call(lab: CallLab, i: int, *, session: str, goodbye: bool) -> None:
