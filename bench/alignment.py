@@ -23,17 +23,17 @@ from multiprocessing import get_context
 import anyio
 
 from agent.app import build_llm_agent
-from agent.lab.call_lab import CallLab
-from agent.lab.harness import HarnessSimulator
-from agent.lab.published_example import TRANSFER_DELAY_S, build_published_agent
-from agent.lab.scenarios import Policy
-from agent.lab.scripted_llm import LlmReply
-from agent.lab.timeline import Timeline, now
-from agent.lab.voxengine_emulator import Effect, RecordedRequest
 from bench.corpus import BARGE_IN_TEXT, CallSpec, Kind
 from bench.noise import Noise, cpu_snapshot, noise_between
 from bench.progress import Progress, quiet_logs
 from bench.stats import Summary, pct, summarize
+from lab.call_lab import CallLab
+from lab.harness import HarnessSimulator
+from lab.published_example import TRANSFER_DELAY_S, build_published_agent
+from lab.scenarios import Policy
+from lab.scripted_llm import LlmReply
+from lab.timeline import Timeline, now
+from lab.voxengine_emulator import Effect, RecordedRequest
 
 POLICIES: tuple[Policy, ...] = ("fixed-sleeps", "turn-end")
 SETTLE_S = 0.3  # after an action's outcome, to catch anything fired later

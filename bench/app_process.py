@@ -25,12 +25,12 @@ from typing import Any, Literal
 import anyio
 import httpx
 
-from agent.lab.asgi_server import serve_on_loopback, server_port
-from agent.lab.call_lab import lab_settings
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import make_http_client
 from bench.app_instruments import Marks, Tracing, floor_probes, proc_status, reset_peak_rss
 from bench.progress import quiet_logs
+from lab.asgi_server import serve_on_loopback, server_port
+from lab.call_lab import lab_settings
 
 START_TIMEOUT_S = 60.0
 LAG_TICK_S = 0.02

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent import prompt
-from agent.lab.harness import CloseAfterEndCall
-from agent.lab.scenarios import goodbye_reply, transfer_reply
-from agent.lab.scripted_llm import LlmReply
-from agent.lab.tts_model import TtsModel
+from lab.harness import CloseAfterEndCall
+from lab.scenarios import goodbye_reply, transfer_reply
+from lab.scripted_llm import LlmReply
+from lab.tts_model import TtsModel
 
 Kind = Literal["transfer", "goodbye"]
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from agent.lab.faults import FaultKind, FaultPlan
-from agent.lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 from agent.retry_policy import RetryPolicy
 from bench.app_process import AppOptions
 from bench.config import BenchConfig
 from bench.load import LoadShape, play_round, wait_drained, warmed_app
 from bench.progress import Progress
 from bench.stats import Summary, summarize
+from lab.faults import FaultKind, FaultPlan
+from lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 
 SECTION = "faults"
 FAULT_RATES: dict[FaultKind, float] = {"status": 0.30, "hang": 0.10, "drop": 0.05}

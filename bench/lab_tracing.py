@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-from agent.lab.otlp_receiver import OtlpReceiver
-from agent.lab.scenarios import CATALOGUE, run_scenario
-from agent.lab.tts_model import TtsModel
 from bench.config import BenchConfig
 from bench.progress import Progress
+from lab.otlp_receiver import OtlpReceiver
+from lab.scenarios import CATALOGUE, run_scenario
+from lab.tts_model import TtsModel
 from telemetry import TracingObserverFactory, create_tracer_provider, tracing_observer_factory
 
 SECTION = "lab-tracing"

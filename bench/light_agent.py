@@ -2,7 +2,7 @@
 lab, with the benchmark's own lines. LiteLLM is not on the measured path (harness idle → Line →
 the control plane → the POST), so these sections leave it out."""
 
-from agent.lab.keyword_agent import GOODBYE_WORD, TRANSFER_WORD, keyword_agent_factory
+from lab.keyword_agent import GOODBYE_WORD, TRANSFER_WORD, keyword_agent_factory
 
 __all__ = ["CHAT_REPLY", "GOODBYE_TEXT", "GOODBYE_WORD", "TRANSFER_WORD", "build_tool_driven_agent"]
 

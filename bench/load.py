@@ -23,14 +23,14 @@ from dataclasses import dataclass, replace
 import anyio
 
 from agent import prompt
-from agent.lab.harness import HarnessSimulator
-from agent.lab.timeline import Timeline, TimelineEvent, now
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 from bench.app_instruments import FloorSample
 from bench.app_process import AppOptions, AppProcess, LoopHealth
 from bench.light_agent import CHAT_REPLY, TRANSFER_WORD
 from bench.noise import Noise, cpu_snapshot, noise_between
+from lab.harness import HarnessSimulator
+from lab.timeline import Timeline, TimelineEvent, now
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 
 LAG_TICK_S = 0.02
 

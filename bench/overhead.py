@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.lab.otlp_receiver import OtlpReceiver
-from agent.lab.voxengine_emulator import VoxEngineEmulator
 from bench.app_process import AppOptions, GcMode
 from bench.config import BenchConfig
 from bench.load import LoadRound, LoadShape, fast_shape, latencies, play_round, wait_drained, warmed_app
@@ -22,6 +20,8 @@ from bench.noise import Noise, combine
 from bench.progress import Progress
 from bench.resources import ResourceRun, measured_round
 from bench.stats import Summary, summarize
+from lab.otlp_receiver import OtlpReceiver
+from lab.voxengine_emulator import VoxEngineEmulator
 
 SECTION = "overhead"
 

@@ -260,7 +260,7 @@ def _tls(result: TlsResult) -> list[str]:
     return [
         "## 3. Warm connection: a flush over TLS",
         "",
-        "HTTPS on loopback (throwaway CA, `agent.lab.tls`). "
+        "HTTPS on loopback (throwaway CA, `lab.tls`). "
         "Ours: `make_http_client(verify=<lab CA context>)`, "
         "`VoxEngineClient.warm` when the call starts, `deliver` 50 ms later. Published: a new "
         "`httpx.AsyncClient` per POST, its SSL context built per client as httpx builds it "

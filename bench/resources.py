@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
 
-from agent.lab.voxengine_emulator import VoxEngineEmulator
 from bench.app_process import AppProcess, AppStats, GcMode
 from bench.load import LoadRound, LoadShape, play_round, wait_drained
+from lab.voxengine_emulator import VoxEngineEmulator
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ import httpx
 
 from agent.actions import CALL_TRANSFER, ControlAction
 from agent.control_url import ControlTarget, parse_control_url
-from agent.lab.tls import make_loopback_tls
-from agent.lab.voxengine_emulator import VoxEngineEmulator
 from agent.voxengine_client import VoxEngineClient, make_http_client
 from bench.progress import Progress
 from bench.stats import Summary, summarize
+from lab.tls import make_loopback_tls
+from lab.voxengine_emulator import VoxEngineEmulator
 
 SECTION = "tls"
 PUBLISHED_TIMEOUT_S = 3.0

@@ -4,4 +4,4 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # Fixtures for timing tests (also for users: see the README): play_call, anyio_backend.
-pytest_plugins = ["agent.lab.pytest_plugin"]
+pytest_plugins = ["lab.pytest_plugin"]

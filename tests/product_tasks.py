@@ -16,9 +16,9 @@ def _code_files(awaitable: object) -> Iterator[str]:
 
 
 def product_tasks() -> list[asyncio.Task[object]]:
-    """Tasks running code of the product (agent/, not the lab in agent/lab/, tests or uvicorn)."""
+    """Tasks running code of the product (agent/, not the lab in lab/, tests or uvicorn)."""
     return [
         task
         for task in asyncio.all_tasks()
-        if any("/agent/" in f and "/agent/lab/" not in f for f in _code_files(task.get_coro()))
+        if any("/agent/" in f and "/lab/" not in f for f in _code_files(task.get_coro()))
     ]

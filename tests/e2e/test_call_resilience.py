@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 
 from agent import prompt
-from agent.lab.call_lab import CallLab
-from agent.lab.faults import FaultPlan
-from agent.lab.scripted_llm import LlmReply, ToolCallSpec
-from agent.lab.tts_model import TtsModel
 from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
+from lab.call_lab import CallLab
+from lab.faults import FaultPlan
+from lab.scripted_llm import LlmReply, ToolCallSpec
+from lab.tts_model import TtsModel
 from tests.product_tasks import product_tasks
 
 pytestmark = pytest.mark.anyio

@@ -10,12 +10,12 @@ import anyio
 import pytest
 
 from agent import prompt
-from agent.lab.faults import Fault, FaultPlan
-from agent.lab.harness import HarnessSimulator
-from agent.lab.otlp_receiver import OtlpReceiver
-from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import VoxEngineEmulator
+from lab.faults import Fault, FaultPlan
+from lab.harness import HarnessSimulator
+from lab.otlp_receiver import OtlpReceiver
+from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import free_port, running_server, server_env
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""The main job as users run it: `python -m agent simulate`, in its own process."""
+"""The main job as users run it: `python -m lab simulate`, in its own process."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_simulate_prints_the_timeline_and_writes_the_calls_spans(tmp_path: Path)
     cmd = [
         sys.executable,
         "-m",
-        "agent",
+        "lab",
         "simulate",
         "--scenario",
         "transfer-short",

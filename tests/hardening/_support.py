@@ -24,10 +24,10 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from agent.call_observer import CallInfo, CallObserver
-from agent.lab.harness import start_message
-from agent.lab.keyword_agent import keyword_agent_factory
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import next_h11_event
+from lab.harness import start_message
+from lab.keyword_agent import keyword_agent_factory
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import next_h11_event
 
 # Speech that starts at once and plays 40 words a second: calls in this suite take milliseconds
 # of speech, while the order of events (speaking, words, idle) stays exactly as in production.

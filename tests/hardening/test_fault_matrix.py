@@ -19,14 +19,14 @@ from typing import Literal
 import anyio
 import pytest
 
-from agent.lab.call_lab import ActionRecord, CallLab
-from agent.lab.faults import Fault, FaultPlan
-from agent.lab.harness import CloseAfterEndCall
-from agent.lab.timeline import Timeline
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import Effect, RecordedRequest
 from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
+from lab.call_lab import ActionRecord, CallLab
+from lab.faults import Fault, FaultPlan
+from lab.harness import CloseAfterEndCall
+from lab.timeline import Timeline
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import Effect, RecordedRequest
 from tests.hardening._support import CHAT_REPLY, captured_logs, tool_agent
 
 pytestmark = pytest.mark.anyio

@@ -43,9 +43,9 @@ from agent.call_control import CallControl
 from agent.call_observer import CallObserver
 from agent.control_url import parse_control_url
 from agent.flush_policy import FlushPolicy, FlushTimings, Verdict
-from agent.lab.voxengine_emulator import VoxEngineEmulator
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import VoxEngineClient, make_http_client
+from lab.voxengine_emulator import VoxEngineEmulator
 
 # ---- 1. the pure policy against a reference model ---------------------------------------------
 

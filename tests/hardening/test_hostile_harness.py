@@ -21,12 +21,12 @@ import pytest
 
 from agent import prompt
 from agent.flush_policy import FlushTimings
-from agent.lab.call_lab import ActionRecord, CallLab
-from agent.lab.harness import start_message
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import Effect
 from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
+from lab.call_lab import ActionRecord, CallLab
+from lab.harness import start_message
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import Effect
 from tests.hardening._support import CHAT_REPLY, INTRO_TEXT, HarnessEventLog, RawHarness, tool_agent
 
 pytestmark = pytest.mark.anyio

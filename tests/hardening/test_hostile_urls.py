@@ -26,11 +26,11 @@ from agent import prompt
 from agent.actions import CALL_TRANSFER
 from agent.call_control import CallControl
 from agent.control_url import InvalidControlUrl, parse_control_url
-from agent.lab.call_lab import CallLab
-from agent.lab.tts_model import TtsModel
 from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
 from agent.voxengine_client import VoxEngineClient, make_http_client
+from lab.call_lab import CallLab
+from lab.tts_model import TtsModel
 from tests.hardening._support import (
     CHAT_REPLY,
     ConnectGuard,

@@ -18,8 +18,8 @@ from collections import Counter
 import anyio
 import pytest
 
-from agent.lab.call_lab import CallLab
-from agent.lab.tts_model import TtsModel
+from lab.call_lab import CallLab
+from lab.tts_model import TtsModel
 from tests.hardening._support import eventually, open_fds, tool_agent
 from tests.product_tasks import product_tasks
 

@@ -15,11 +15,11 @@ import anyio
 import pytest
 
 from agent import prompt
-from agent.lab.harness import HarnessSimulator
-from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
-from agent.lab.timeline import now
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import VoxEngineEmulator
+from lab.harness import HarnessSimulator
+from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
+from lab.timeline import now
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import free_port, running_server, server_env
 
 pytestmark = pytest.mark.anyio

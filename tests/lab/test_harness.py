@@ -42,7 +42,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
-from agent.lab.harness import HarnessSimulator, Timeline, TimelineEvent, TtsModel, parse_output
+from lab.harness import HarnessSimulator, Timeline, TimelineEvent, TtsModel, parse_output
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from line.events import AgentSendText, AgentToolCalled, AgentToolReturned, UserT
 from line.llm_agent import LlmAgent, LlmConfig, loopback_tool
 from line.llm_agent.tools.utils import ToolEnv
 
-from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec, split_text
+from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec, split_text
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.lab.faults import Fault, FaultPlan
-from agent.lab.voxengine_emulator import MAX_BODY_BYTES, VoxEngineEmulator, sign_body
+from lab.faults import Fault, FaultPlan
+from lab.voxengine_emulator import MAX_BODY_BYTES, VoxEngineEmulator, sign_body
 
 pytestmark = pytest.mark.anyio
 
@@ -658,7 +658,7 @@ async def test_wait_for_requests(emulator: VoxEngineEmulator, client: httpx.Asyn
 
 
 async def test_tls(client: httpx.AsyncClient) -> None:
-    tls_module = pytest.importorskip("agent.lab.tls")
+    tls_module = pytest.importorskip("lab.tls")
     tls = tls_module.make_loopback_tls()
     async with VoxEngineEmulator(ssl_context=tls.server) as emu:
         assert emu.origin.startswith("https://127.0.0.1:")

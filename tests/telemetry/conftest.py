@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 
-from agent.lab.otlp_receiver import OtlpReceiver
+from lab.otlp_receiver import OtlpReceiver
 from telemetry import configured_tracer_provider, create_tracer_provider, shutdown_tracing
 
 

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
-from agent.lab.otlp_receiver import OtlpReceiver, ReceivedSpan
+from lab.otlp_receiver import OtlpReceiver, ReceivedSpan
 from telemetry import TracingObserverFactory, create_tracer_provider
 from telemetry.http_client import current_delivery_progress
 

@@ -16,17 +16,17 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from agent import prompt
 from agent.app import TelephonyAgentApp
-from agent.lab.asgi_server import serve_on_loopback, server_port
-from agent.lab.call_lab import CallRecorder
-from agent.lab.faults import Fault, FaultPlan
-from agent.lab.harness import HarnessSimulator
-from agent.lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
-from agent.lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
-from agent.lab.timeline import Turn
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 from agent.settings import Settings
 from agent.voxengine_client import make_http_client
+from lab.asgi_server import serve_on_loopback, server_port
+from lab.call_lab import CallRecorder
+from lab.faults import Fault, FaultPlan
+from lab.harness import HarnessSimulator
+from lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
+from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
+from lab.timeline import Turn
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 from telemetry import create_tracer_provider, tracing_observer_factory
 
 pytestmark = pytest.mark.anyio

@@ -17,9 +17,9 @@ from agent.actions import CALL_TRANSFER
 from agent.call_control import CallControl
 from agent.call_observer import CallInfo
 from agent.control_url import parse_control_url
-from agent.lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import VoxEngineClient
+from lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 from telemetry import TracingObserverFactory
 
 pytestmark = pytest.mark.anyio

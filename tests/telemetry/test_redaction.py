@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from agent.lab.otlp_receiver import OtlpReceiver
+from lab.otlp_receiver import OtlpReceiver
 from telemetry.http_client import instrument_http_client
 from telemetry.redaction import mask_party, redact_url
 

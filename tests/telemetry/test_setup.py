@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 
 from agent.call_observer import CallInfo
-from agent.lab.otlp_receiver import OtlpReceiver
+from lab.otlp_receiver import OtlpReceiver
 from telemetry import (
     TracingConfig,
     configure_tracing,

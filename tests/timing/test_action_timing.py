@@ -8,11 +8,11 @@ import dataclasses
 
 import pytest
 
-from agent.lab.assertions import LATE_BOUND_S, assert_fired_at_turn_end
-from agent.lab.faults import Fault, FaultPlan
-from agent.lab.scenarios import CATALOGUE, Scenario, run_scenario
 from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
+from lab.assertions import LATE_BOUND_S, assert_fired_at_turn_end
+from lab.faults import Fault, FaultPlan
+from lab.scenarios import CATALOGUE, Scenario, run_scenario
 
 pytestmark = pytest.mark.anyio
 

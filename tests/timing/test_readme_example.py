@@ -2,9 +2,9 @@
 
 import pytest
 
-from agent.lab.assertions import assert_fired_at_turn_end
-from agent.lab.scenarios import Scenario, after_introduction, pace_for, transfer_reply
 from agent.prompt import TRANSFER_CONFIRMATION
+from lab.assertions import assert_fired_at_turn_end
+from lab.scenarios import Scenario, after_introduction, pace_for, transfer_reply
 
 
 @pytest.mark.anyio

@@ -17,11 +17,11 @@ from agent.actions import END_CALL
 from agent.call_control import CallControl
 from agent.control_url import parse_control_url
 from agent.flush_policy import FlushTimings
-from agent.lab.faults import FaultPlan
-from agent.lab.voxengine_emulator import VoxEngineEmulator
 from agent.retry_policy import RetryPolicy
 from agent.tools import telephony_tools
 from agent.voxengine_client import VoxEngineClient, make_http_client
+from lab.faults import FaultPlan
+from lab.voxengine_emulator import VoxEngineEmulator
 
 pytestmark = pytest.mark.anyio
 

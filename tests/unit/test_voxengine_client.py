@@ -13,10 +13,10 @@ import pytest
 
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
 from agent.control_url import parse_control_url
-from agent.lab.faults import Fault, FaultPlan
-from agent.lab.voxengine_emulator import VoxEngineEmulator
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import Delivery, VoxEngineClient, make_http_client
+from lab.faults import Fault, FaultPlan
+from lab.voxengine_emulator import VoxEngineEmulator
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@
 ``POST /request/<session>/<token>`` over HTTP/1.1 (h11 on an anyio TCP listener, optionally TLS)
 with keep-alive, answers every contract case with HTTP 200 + a JSON body as VoxEngine does,
 records every control request and every telephony effect, and injects transport faults
-(see ``agent.lab.faults``) at the TCP level.
+(see ``lab.faults``) at the TCP level.
 
 The contract logic mirrors ``voxengine/scenario.js`` (``createControlHandler``) and is replayed
 against ``voxengine/contract/control_cases.json`` by the tests. Checks run in this order, the first
@@ -45,7 +45,7 @@ import anyio.abc
 import h11
 from anyio.streams.tls import TLSListener
 
-from agent.lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
+from lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
 
 __all__ = [
     "MAX_BODY_BYTES",

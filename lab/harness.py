@@ -55,8 +55,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from agent.lab.timeline import Timeline, TimelineEvent, ToolCall, Turn, now
-from agent.lab.tts_model import TtsModel
+from lab.timeline import Timeline, TimelineEvent, ToolCall, Turn, now
+from lab.tts_model import TtsModel
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.lab.results import ActionTiming, CallResult
+from lab.results import ActionTiming, CallResult
 
 # Generous for a loaded 2-core CI machine; `python -m bench` reports the real p50/p99.
 LATE_BOUND_S = 0.300

@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.lab.timeline import Timeline, Turn
-from agent.lab.voxengine_emulator import Effect, RecordedRequest
+from lab.timeline import Timeline, Turn
+from lab.voxengine_emulator import Effect, RecordedRequest
 
 if TYPE_CHECKING:
-    from agent.lab.call_lab import ActionRecord, CallLab
+    from lab.call_lab import ActionRecord, CallLab
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`python -m agent simulate`: play scripted calls offline and print when each action fired.
+"""`python -m lab simulate`: play scripted calls offline and print when each action fired.
 
 No keys, no network: the real app runs on loopback against a scripted LLM, a simulated Cartesia
 harness that plays speech at a set pace, and a VoxEngine emulator.
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import anyio
 from loguru import logger
 
-from agent.lab.faults import FAULT_KINDS, Fault, FaultPlan
-from agent.lab.results import CallResult
-from agent.lab.scenarios import CATALOGUE, DEFAULT_SCENARIOS, Policy, Scenario, run_scenario
-from agent.lab.tts_model import TtsModel
+from lab.faults import FAULT_KINDS, Fault, FaultPlan
+from lab.results import CallResult
+from lab.scenarios import CATALOGUE, DEFAULT_SCENARIOS, Policy, Scenario, run_scenario
+from lab.tts_model import TtsModel
 from telemetry import TracingObserverFactory, configure_tracing, shutdown_tracing, tracing_observer_factory
 
 
@@ -43,7 +43,7 @@ def parse_rate(spec: str) -> tuple[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agent simulate", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m lab simulate", description=__doc__)
     p.add_argument(
         "--scenario", action="append", choices=sorted(CATALOGUE), help="repeatable; default: transfer, hangup"
     )

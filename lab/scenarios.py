@@ -1,6 +1,6 @@
 """Scripted calls: what the LLM replies, what the caller does, how speech is paced.
 
-One catalogue serves `python -m agent simulate`, the timing regression suite and the benchmarks.
+One catalogue serves `python -m lab simulate`, the timing regression suite and the benchmarks.
 `run_scenario` plays one on a fresh `CallLab` and returns a `CallResult` to measure.
 """
 
@@ -15,14 +15,14 @@ import anyio
 
 from agent import prompt
 from agent.app import AgentFactory, HttpClientHook, ObserverFactory, build_llm_agent
-from agent.lab.call_lab import CallLab
-from agent.lab.faults import FaultPlan
-from agent.lab.harness import CloseAfterEndCall, HarnessSimulator
-from agent.lab.published_example import TRANSFER_DELAY_S, build_published_agent
-from agent.lab.results import CallResult
-from agent.lab.scripted_llm import LlmReply, ToolCallSpec
-from agent.lab.tts_model import TtsModel
 from agent.settings import Settings
+from lab.call_lab import CallLab
+from lab.faults import FaultPlan
+from lab.harness import CloseAfterEndCall, HarnessSimulator
+from lab.published_example import TRANSFER_DELAY_S, build_published_agent
+from lab.results import CallResult
+from lab.scripted_llm import LlmReply, ToolCallSpec
+from lab.tts_model import TtsModel
 
 Policy = Literal["turn-end", "fixed-sleeps"]
 Drive = Callable[[HarnessSimulator], Awaitable[None]]

@@ -1,4 +1,4 @@
-"""Pytest fixtures for timing tests of telephony tools: `pytest_plugins = ["agent.lab.pytest_plugin"]`.
+"""Pytest fixtures for timing tests of telephony tools: `pytest_plugins = ["lab.pytest_plugin"]`.
 
 @pytest.mark.anyio
 async def test_refund_transfer_waits_for_the_sentence(play_call):
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from agent.lab.results import CallResult
-from agent.lab.scenarios import Scenario, run_scenario
+from lab.results import CallResult
+from lab.scenarios import Scenario, run_scenario
 
 PlayCall = Callable[..., Awaitable[CallResult]]
 

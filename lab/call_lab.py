@@ -24,14 +24,14 @@ import anyio
 from agent.actions import ControlAction
 from agent.app import AgentFactory, HttpClientHook, ObserverFactory, TelephonyAgentApp, build_llm_agent
 from agent.call_observer import CallInfo, CallObserver
-from agent.lab.asgi_server import serve_on_loopback, server_port
-from agent.lab.faults import FaultPlan
-from agent.lab.harness import CloseAfterEndCall, HarnessSimulator
-from agent.lab.scripted_llm import LlmReply, ScriptedLlm
-from agent.lab.timeline import Timeline
-from agent.lab.tts_model import TtsModel
-from agent.lab.voxengine_emulator import VoxEngineEmulator
 from agent.settings import Settings
+from lab.asgi_server import serve_on_loopback, server_port
+from lab.faults import FaultPlan
+from lab.harness import CloseAfterEndCall, HarnessSimulator
+from lab.scripted_llm import LlmReply, ScriptedLlm
+from lab.timeline import Timeline
+from lab.tts_model import TtsModel
+from lab.voxengine_emulator import VoxEngineEmulator
 
 
 @dataclass(frozen=True)
