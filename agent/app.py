@@ -32,11 +32,12 @@ from agent import prompt
 from agent.actions import END_CALL, ActionOutcome
 from agent.call_control import CallControl
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
+from agent.control_transport import make_control_client
 from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
 from agent.log_redaction import install_log_redaction
 from agent.settings import Settings
 from agent.tools import telephony_tools
-from agent.voxengine_client import VoxEngineClient, make_http_client
+from agent.voxengine_client import VoxEngineClient
 
 CONTROL_URL_KEY = "vox_session_control_url"
 
@@ -152,7 +153,9 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
 
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        http = self._injected_http or make_http_client()
+        for warning in self.settings.warnings:
+            logger.warning(warning)
+        http = self._injected_http or make_control_client(self.settings.control)
         for hook in self._http_client_hooks:
             hook(http)
         self._client = VoxEngineClient(http, retry=self.settings.retry, secret=self.settings.control_secret)
@@ -236,7 +239,10 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
 
     def _control_target(self, raw: object, call_id: str) -> tuple[ControlTarget | None, str | None]:
         try:
-            target = parse_control_url(raw, allow_local=self.settings.allow_local_control)
+            network = self.settings.control
+            target = parse_control_url(
+                raw, allowed_hosts=network.allowed_hosts, allow_local=network.allow_local
+            )
         except InvalidControlUrl as exc:
             # The call goes on without telephony actions; the tools tell the caller so.
             logger.warning(f"call {call_id}: control URL refused ({exc.reason}); telephony tools disabled")

@@ -1,14 +1,17 @@
 """The retry policy of control POSTs: what counts as success, what is retried, and how often.
 
 Success is HTTP 2xx with a JSON object whose `ok` is true. Retried, with the same action id:
-connect errors, timeouts, dropped connections, 5xx, 429 (honouring `Retry-After`) and a 2xx
-whose body is not JSON. Never retried: other 4xx and `{"ok": false}`, the scenario's final word.
+connect errors (a name that did not resolve included), timeouts, dropped connections, 5xx, 429
+(honouring `Retry-After`) and a 2xx whose body is not JSON. Never retried: other 4xx and
+`{"ok": false}`, the scenario's final word; a certificate that does not verify (`tls_error`: no
+retry can fix it, and it may not be VoxEngine answering); a name resolving to a local address.
 Backoff is exponential with jitter, and every attempt fits inside one total deadline.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +20,8 @@ from email.utils import parsedate_to_datetime
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_before_delay
 from tenacity.wait import wait_exponential_jitter
+
+from agent.control_transport import ControlConnectError
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,11 @@ class RetryPolicy:
         return AttemptResult(False, False, f"refused:{code[:64]}", status)
 
     def classify_error(self, exc: Exception) -> AttemptResult:
+        for cause in _chain(exc):  # httpx wraps httpcore's error, which wraps the root cause
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return AttemptResult(False, False, "tls_error")
+            if isinstance(cause, ControlConnectError):
+                return AttemptResult(False, cause.retryable, cause.reason)
         if isinstance(exc, httpx.TimeoutException):
             return AttemptResult(False, True, "timeout")
         if isinstance(exc, httpx.ConnectError):
@@ -103,6 +113,15 @@ def _last_result(state: RetryCallState) -> AttemptResult | None:
         return None
     result = outcome.result()
     return result if isinstance(result, AttemptResult) else None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from types import FrameType
 
 import uvicorn
 
 from agent.app import TelephonyAgentApp
-from agent.settings import Settings
+from agent.settings import Settings, SettingsError
 
 
 def create_app(settings: Settings | None = None) -> TelephonyAgentApp:
@@ -24,6 +24,17 @@ def create_app(settings: Settings | None = None) -> TelephonyAgentApp:
     return app
 
 
+def create_app_or_exit() -> TelephonyAgentApp:
+    """`create_app()`, or one line naming the misconfigured variable and exit status 2, at once
+    (`python main.py` and `uvicorn main:app` alike: both import main.py first)."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"vox-line-agent: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    return create_app(settings)
+
+
 class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # First SIGTERM/SIGINT: drain (calls release and deliver what they hold). A second one
@@ -33,12 +44,13 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(app: TelephonyAgentApp, host: str | None = None, port: int | None = None) -> None:
-    """Run under uvicorn; on SIGTERM calls are closed, release their actions and drain first."""
+def serve(app: TelephonyAgentApp) -> None:
+    """Run under uvicorn on `HOST`:`PORT`; on SIGTERM calls are closed, release their actions
+    and drain first."""
     config = uvicorn.Config(
         app.fastapi_app,
-        host=host or os.getenv("HOST") or "0.0.0.0",
-        port=port or int(os.getenv("PORT", "8000")),
+        host=app.settings.host,
+        port=app.settings.port,
         # Long enough for every call's bounded drain, then uvicorn cancels what is left.
         timeout_graceful_shutdown=int(app.settings.drain_timeout_s) + 3,
     )

@@ -1,19 +1,30 @@
-"""Configuration from the environment, read once and validated up front."""
+"""Configuration from the environment, read once and validated when the process starts.
+
+Anything unusable (no LLM key, a malformed `VOX_*` value, a trust store that does not load)
+raises `SettingsError` whose message is one line naming the variable; `main.py` prints it and
+exits non-zero, so a misconfiguration never waits for the first call.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from agent.control_transport import ControlNetwork, Pin, trust_store
+from agent.control_url import DEFAULT_ALLOWED_HOSTS, host_allowed, is_dns_name
 from agent.flush_policy import FlushTimings
 from agent.retry_policy import RetryPolicy
 
 DEFAULT_MODEL = "gpt-5-nano"
+DEFAULT_PORT = 8000
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
-    """An environment variable has a value we cannot use."""
+    """An environment variable has a value we cannot use (the message names it)."""
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -24,13 +35,89 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    raw = env.get(name, "").strip().lower()
+    if raw not in _TRUE + _FALSE:
+        raise SettingsError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+    return raw in _TRUE
+
+
+def _port(env: Mapping[str, str], name: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"{name}: {raw!r} is not a port (1-65535)")
+    return int(raw)
+
+
+def _allowed_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    name = "VOX_CONTROL_ALLOWED_HOSTS"
+    extra: list[str] = []
+    for item in env.get(name, "").split(","):
+        suffix = item.strip().lower().removeprefix(".")
+        if not suffix:
+            continue
+        if not is_dns_name(suffix) or "." not in suffix:
+            raise SettingsError(
+                f"{name}: {item.strip()!r} is not a host-name suffix like voximplant.com "
+                "(no wildcards, IP addresses or single labels)"
+            )
+        extra.append(suffix)
+    return tuple(dict.fromkeys((*DEFAULT_ALLOWED_HOSTS, *extra)))
+
+
+def _pins(env: Mapping[str, str], allowed: tuple[str, ...]) -> tuple[Pin, ...]:
+    name = "VOX_CONTROL_RESOLVE"
+    pins: list[Pin] = []
+    for item in env.get(name, "").split(","):
+        spec = item.strip()
+        if not spec:
+            continue
+        host, sep1, rest = spec.partition(":")
+        port, sep2, address = rest.partition(":")
+        address = address.removeprefix("[").removesuffix("]")
+        host = host.lower().rstrip(".")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            address = ""
+        if not (sep1 and sep2 and is_dns_name(host) and address):
+            raise SettingsError(
+                f"{name}: {spec!r} is not host:port:address (e.g. host.voximplant.com:443:127.0.0.1)"
+            )
+        if not host_allowed(host, allowed):
+            raise SettingsError(
+                f"{name}: {host} is not under VOX_CONTROL_ALLOWED_HOSTS ({', '.join(allowed)})"
+            )
+        pins.append(Pin(host, _port(env, name, port), address))
+    return tuple(pins)
+
+
+def _cert_path(env: Mapping[str, str], name: str, *, directory: bool) -> str | None:
+    path = env.get(name, "").strip()
+    if not path:
+        return None
+    is_kind = os.path.isdir(path) if directory else os.path.isfile(path)
+    if not is_kind or not os.access(path, os.R_OK):
+        kind = "a readable directory" if directory else "a readable file"
+        raise SettingsError(f"{name}: {path} is not {kind}")
+    return path
+
+
+def _llm_key(env: Mapping[str, str], model: str, api_base: str | None) -> str | None:
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    variable = f"{provider.upper()}_API_KEY"
+    # LLM_API_KEY wins; otherwise the provider's own variable (OPENAI_API_KEY, ANTHROPIC_API_KEY...).
+    key = env.get("LLM_API_KEY", "").strip() or env.get(variable, "").strip() or None
+    if key is None and api_base is None:
+        raise SettingsError(
+            f"{variable} is not set: the LLM ({model}) needs a key (or set LLM_API_KEY, "
+            "or LLM_API_BASE for an OpenAI-compatible endpoint)"
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -38,20 +125,21 @@ class Settings:
     llm_model: str = DEFAULT_MODEL
     llm_api_key: str | None = field(default=None, repr=False)
     llm_api_base: str | None = None
-    allow_local_control: bool = False
+    control: ControlNetwork = field(default_factory=ControlNetwork)
     control_secret: str | None = field(default=None, repr=False)
     timings: FlushTimings = field(default_factory=FlushTimings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     drain_timeout_s: float = 12.0
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    warnings: tuple[str, ...] = ()  # logged once when the server starts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read `LLM_*`, the provider's API key and `VOX_CONTROL_*` variables."""
+        """Read and check `LLM_*`, the provider's key, `VOX_*`, `SSL_CERT_*`, `HOST` and `PORT`."""
         env = os.environ if env is None else env
         model = env.get("LLM_MODEL", "").strip() or DEFAULT_MODEL
-        provider = model.split("/", 1)[0] if "/" in model else "openai"
-        # LLM_API_KEY wins; otherwise the provider's own variable (OPENAI_API_KEY, ANTHROPIC_API_KEY...).
-        api_key = env.get("LLM_API_KEY") or env.get(f"{provider.upper()}_API_KEY") or None
+        api_base = env.get("LLM_API_BASE", "").strip() or None
         retry = RetryPolicy(
             deadline_s=_float(env, "VOX_CONTROL_DEADLINE_S", RetryPolicy.deadline_s),
             attempt_timeout_s=_float(env, "VOX_CONTROL_ATTEMPT_TIMEOUT_S", RetryPolicy.attempt_timeout_s),
@@ -60,13 +148,38 @@ class Settings:
             no_speech_s=_float(env, "VOX_FLUSH_NO_SPEECH_S", FlushTimings.no_speech_s),
             max_hold_s=_float(env, "VOX_FLUSH_MAX_HOLD_S", FlushTimings.max_hold_s),
         )
+        allow_local = _flag(env, "VOX_CONTROL_ALLOW_LOCAL")
+        allowed = _allowed_hosts(env)
+        pins = _pins(env, allowed)
+        warnings: list[str] = []
+        if pins and not allow_local:
+            warnings.append(
+                "VOX_CONTROL_RESOLVE is ignored: pinned addresses are honoured only with "
+                "VOX_CONTROL_ALLOW_LOCAL=1 (labs and tests)"
+            )
+        control = ControlNetwork(
+            allowed_hosts=allowed,
+            allow_local=allow_local,
+            resolve=pins if allow_local else (),
+            ssl_cert_file=_cert_path(env, "SSL_CERT_FILE", directory=False),
+            ssl_cert_dir=_cert_path(env, "SSL_CERT_DIR", directory=True),
+        )
+        if control.ssl_cert_file or control.ssl_cert_dir:
+            try:
+                trust_store(control)
+            except (ssl.SSLError, OSError) as exc:
+                names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if env.get(n, "").strip()]
+                raise SettingsError(f"{' / '.join(names)}: no usable certificates ({exc})") from None
         return cls(
             llm_model=model,
-            llm_api_key=api_key,
-            llm_api_base=env.get("LLM_API_BASE", "").strip() or None,
-            allow_local_control=_flag(env, "VOX_CONTROL_ALLOW_LOCAL"),
-            control_secret=env.get("VOX_CONTROL_SECRET") or None,
+            llm_api_key=_llm_key(env, model, api_base),
+            llm_api_base=api_base,
+            control=control,
+            control_secret=env.get("VOX_CONTROL_SECRET", "").strip() or None,
             timings=timings,
             retry=retry,
             drain_timeout_s=_float(env, "VOX_DRAIN_TIMEOUT_S", retry.deadline_s + 2.0),
+            host=env.get("HOST", "").strip() or "0.0.0.0",
+            port=_port(env, "PORT", env.get("PORT", "").strip() or str(DEFAULT_PORT)),
+            warnings=tuple(warnings),
         )

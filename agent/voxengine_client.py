@@ -1,7 +1,8 @@
 """The VoxEngine control client: retried, idempotent, optionally signed POSTs over one pool.
 
-One `httpx.AsyncClient` serves the whole process (keep-alive, no redirects), so a flush costs
-one round trip on a connection warmed when the call started. `deliver` never raises: every
+One `httpx.AsyncClient` serves the whole process (`agent.control_transport.make_control_client`:
+keep-alive, no redirects, every connection resolved and checked by our own layer), so a flush
+costs one round trip on a connection warmed when the call started. `deliver` never raises: every
 ending, good or bad, comes back as a `Delivery` with a reason.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,20 +37,6 @@ class Delivery:
     accepted: bool
     reason: str
     attempts: int
-
-
-def make_http_client(
-    *, verify: bool | str | ssl.SSLContext = True, max_connections: int = 1000
-) -> httpx.AsyncClient:
-    """The process-wide pooled client for control POSTs."""
-    return httpx.AsyncClient(
-        follow_redirects=False,  # a redirect could carry the bearer URL elsewhere
-        trust_env=False,  # no proxies from the environment: the path is a secret
-        verify=verify,
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=120
-        ),
-    )
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:

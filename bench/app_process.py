@@ -25,8 +25,8 @@ from typing import Any, Literal
 import anyio
 import httpx
 
+from agent.control_transport import ControlNetwork, make_control_client
 from agent.retry_policy import RetryPolicy
-from agent.voxengine_client import make_http_client
 from bench.app_instruments import Marks, Tracing, floor_probes, proc_status, reset_peak_rss
 from bench.progress import quiet_logs
 from lab.asgi_server import serve_on_loopback, server_port
@@ -45,6 +45,8 @@ class AppOptions:
     otlp_endpoint: str | None = None  # tracing on: export spans over OTLP/HTTP to this URL
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     gc_mode: GcMode = "default"
+    # How the app reaches the emulator by name (`VoxEngineEmulator.network`; `warmed_app` sets it).
+    network: ControlNetwork | None = None
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,11 @@ class _Child:
         from agent.app import TelephonyAgentApp
         from bench.light_agent import build_tool_driven_agent
 
-        http = make_http_client()
-        floor = make_http_client()
+        assert self.options.network is not None, "AppOptions.network: the emulator to reach"
+        settings = lab_settings(self.options.network, retry=self.options.retry)
+        http = make_control_client(settings.control)
+        floor = make_control_client(settings.control)  # the same connection layer, no app on top
         tracing = Tracing(self.options.otlp_endpoint, http) if self.options.otlp_endpoint else None
-        settings = lab_settings(retry=self.options.retry)
         app = TelephonyAgentApp(
             settings,
             observers=[self.marks, *([tracing.factory] if tracing else [])],
@@ -172,11 +175,11 @@ def _child_main(conn: Connection, options: AppOptions) -> None:
 class AppProcess:
     """`async with AppProcess(options) as app:` → `app.ws_url`, `await app.command(...)`."""
 
-    def __init__(self, options: AppOptions | None = None) -> None:
+    def __init__(self, options: AppOptions) -> None:
         ctx = get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._process: BaseProcess = ctx.Process(
-            target=_child_main, args=(child, options or AppOptions()), name="bench-app", daemon=True
+            target=_child_main, args=(child, options), name="bench-app", daemon=True
         )
         self._child_conn = child
         self._lock = anyio.Lock()

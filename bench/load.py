@@ -294,7 +294,7 @@ async def warmed_app(
     options: AppOptions, emulator: VoxEngineEmulator, warmup_calls: int, *, floor: bool = True
 ) -> AsyncIterator[AppProcess]:
     """A fresh app process, warmed up (first-call costs, pooled connections) by a few calls."""
-    async with AppProcess(options) as app:
+    async with AppProcess(replace(options, network=emulator.network)) as app:
         shape = replace(fast_shape(warmup_calls, 1.0), hold_until_accepted=True)
         await play_round(app, emulator, shape, tag=f"warm-{app.pid}", floor=floor)
         await wait_drained(app)

@@ -261,7 +261,7 @@ def _tls(result: TlsResult) -> list[str]:
         "## 3. Warm connection: a flush over TLS",
         "",
         "HTTPS on loopback (throwaway CA, `lab.tls`). "
-        "Ours: `make_http_client(verify=<lab CA context>)`, "
+        "Ours: `make_control_client(<the emulator's network>)`, "
         "`VoxEngineClient.warm` when the call starts, `deliver` 50 ms later. Published: a new "
         "`httpx.AsyncClient` per POST, its SSL context built per client as httpx builds it "
         "(certifi's bundle, plus the lab CA). Samples alternate between the two.",

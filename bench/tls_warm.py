@@ -1,10 +1,12 @@
-"""Section 3, warm connection: a flush over TLS on loopback with our pooled client, warmed when
-the call started (`VoxEngineClient.warm`, then `deliver`), against what the published example
-does: a new `httpx.AsyncClient` per POST, which builds its SSL context (the CA bundle) and does
-the TCP and TLS handshakes before the request can leave.
+"""Section 3, warm connection: a flush over TLS on loopback, to the emulator by its
+VoxEngine-shaped name, with our pooled client warmed when the call started
+(`VoxEngineClient.warm`, then `deliver`), against what the published example does: a new
+`httpx.AsyncClient` per POST, which builds its SSL context (the CA bundle) and does the TCP and
+TLS handshakes before the request can leave.
 
 The fresh client is built as httpx builds it by default (`ssl.create_default_context` over
-certifi's bundle), plus the lab's throwaway CA so the handshake can succeed. The two kinds
+certifi's bundle), plus the lab's throwaway CA so the handshake can succeed, over the same
+connection layer (`GuardedNetworkBackend`, so it reaches the lab host by name). The two kinds
 alternate, sample by sample, so they share the machine's noise.
 """
 
@@ -19,11 +21,11 @@ import certifi
 import httpx
 
 from agent.actions import CALL_TRANSFER, ControlAction
+from agent.control_transport import ControlNetwork, GuardedTransport, make_control_client
 from agent.control_url import ControlTarget, parse_control_url
-from agent.voxengine_client import VoxEngineClient, make_http_client
+from agent.voxengine_client import VoxEngineClient
 from bench.progress import Progress
 from bench.stats import Summary, summarize
-from lab.tls import make_loopback_tls
 from lab.voxengine_emulator import VoxEngineEmulator
 
 SECTION = "tls"
@@ -53,11 +55,13 @@ class TlsResult:
         return sum(1 for f in getattr(self, kind) if not f.ok)
 
 
-def fresh_client_context(ca_pem: bytes) -> ssl.SSLContext:
-    """The SSL context httpx builds for `verify=True`, plus the lab's CA."""
+def fresh_client(network: ControlNetwork) -> httpx.AsyncClient:
+    """A client as the published example builds one per POST: the SSL context httpx builds for
+    `verify=True` (certifi's bundle), plus the lab's CA, on our connection layer."""
     context = ssl.create_default_context(cafile=certifi.where())
-    context.load_verify_locations(cadata=ca_pem.decode())
-    return context
+    context.load_verify_locations(cafile=network.ssl_cert_file)
+    transport = GuardedTransport(network, tls=context)
+    return httpx.AsyncClient(transport=transport, timeout=PUBLISHED_TIMEOUT_S, trust_env=False)
 
 
 def _arrival(emulator: VoxEngineEmulator, action_id: str) -> float | None:
@@ -75,15 +79,13 @@ async def _warm_flush(client: VoxEngineClient, target: ControlTarget, emulator: 
     return Flush((arrived or done) - start, done - start, delivery.accepted and arrived is not None)
 
 
-async def _fresh_flush(ca_pem: bytes, target: ControlTarget, emulator: VoxEngineEmulator) -> Flush:
+async def _fresh_flush(target: ControlTarget, emulator: VoxEngineEmulator) -> Flush:
     await anyio.sleep(CONFIRMATION_GAP_S)
     action = ControlAction(CALL_TRANSFER, {"summary": "bench"})
     start = time.perf_counter()
     ok = False
     try:
-        async with httpx.AsyncClient(
-            timeout=PUBLISHED_TIMEOUT_S, verify=fresh_client_context(ca_pem)
-        ) as http:
+        async with fresh_client(emulator.network) as http:
             response = await http.post(target.url, json=action.body())
             ok = response.status_code == 200 and response.json().get("ok") is True
     except httpx.HTTPError:
@@ -94,11 +96,11 @@ async def _fresh_flush(ca_pem: bytes, target: ControlTarget, emulator: VoxEngine
 
 
 async def run_tls(samples: int, progress: Progress) -> TlsResult:
-    tls = make_loopback_tls()
     warm: list[Flush] = []
     fresh: list[Flush] = []
-    async with VoxEngineEmulator(ssl_context=tls.server) as emulator:
-        http = make_http_client(verify=tls.client)
+    async with VoxEngineEmulator() as emulator:
+        network = emulator.network
+        http = make_control_client(network)
         client = VoxEngineClient(http)
         try:
             for i in range(samples + 1):  # the first pair warms both paths up and is dropped
@@ -107,7 +109,7 @@ async def run_tls(samples: int, progress: Progress) -> TlsResult:
                 theirs = parse_control_url(emulator.control_url(f"tls-fresh-{i}"), allow_local=True)
                 pair = (
                     await _warm_flush(client, ours, emulator),
-                    await _fresh_flush(tls.ca_pem, theirs, emulator),
+                    await _fresh_flush(theirs, emulator),
                 )
                 if i:
                     warm.append(pair[0])

@@ -24,6 +24,7 @@ import anyio
 from agent.actions import ControlAction
 from agent.app import AgentFactory, HttpClientHook, ObserverFactory, TelephonyAgentApp, build_llm_agent
 from agent.call_observer import CallInfo, CallObserver
+from agent.control_transport import ControlNetwork, Pin
 from agent.settings import Settings
 from lab.asgi_server import serve_on_loopback, server_port
 from lab.faults import FaultPlan
@@ -86,11 +87,12 @@ class _RecordingObserver(CallObserver):
         self._recorder.notify()
 
 
-def lab_settings(base: Settings | None = None, **overrides: Any) -> Settings:
-    """Settings for calls in the lab: local control URLs allowed, the scripted LLM's model."""
-    settings = base or Settings()
+def lab_settings(network: ControlNetwork, base: Settings | None = None, **overrides: Any) -> Settings:
+    """Settings for calls in the lab: the scripted LLM's model, and control hosts reached by name
+    through `network` (e.g. `VoxEngineEmulator.network`: a pin and the lab CA); every other
+    check as in production."""
     return dataclasses.replace(
-        settings, allow_local_control=True, llm_model="openai/scripted", llm_api_key="sk-lab", **overrides
+        base or Settings(), control=network, llm_model="openai/scripted", llm_api_key="sk-lab", **overrides
     )
 
 
@@ -108,6 +110,8 @@ class CallLab:
         agent_factory: AgentFactory = build_llm_agent,
         default_reply: LlmReply | None = None,
         http_client_hooks: Sequence[HttpClientHook] = (),
+        pins: Sequence[Pin] = (),  # other lab hosts the app may reach by name, besides the emulator
+        allow_local: bool = True,  # False: production's setting (pins ignored, loopback refused)
     ) -> None:
         self.recorder = CallRecorder()
         self.llm = ScriptedLlm(replies, default=default_reply)
@@ -117,6 +121,8 @@ class CallLab:
         self._observers = list(observers)
         self._agent_factory = agent_factory
         self._http_client_hooks = list(http_client_hooks)
+        self._pins = tuple(pins)
+        self._allow_local = allow_local
         self._stack = contextlib.AsyncExitStack()
         self.app: TelephonyAgentApp | None = None
         self.ws_url = ""
@@ -126,8 +132,14 @@ class CallLab:
         try:
             await self._stack.enter_async_context(self.emulator)
             await self._stack.enter_async_context(self.llm)
+            network = self.emulator.network
             settings = lab_settings(
-                self._settings, llm_api_base=self.llm.api_base, control_secret=self._secret
+                dataclasses.replace(
+                    network, resolve=(*network.resolve, *self._pins), allow_local=self._allow_local
+                ),
+                self._settings,
+                llm_api_base=self.llm.api_base,
+                control_secret=self._secret,
             )
             self.app = TelephonyAgentApp(
                 settings,
@@ -159,12 +171,8 @@ class CallLab:
         metadata: Mapping[str, Any] | None = None,
         timeline: Timeline | None = None,
     ) -> AsyncIterator[HarnessSimulator]:
-        """One simulated call; `metadata` replaces the default (the emulator's control URL)."""
-        meta = (
-            dict(metadata)
-            if metadata is not None
-            else {"vox_session_control_url": self.emulator.control_url(session)}
-        )
+        """One simulated call; `metadata` replaces the default (what voxengine/scenario.js sends)."""
+        meta = dict(metadata) if metadata is not None else self.emulator.start_metadata(session)
         async with HarnessSimulator.connect(
             self.ws_url,
             metadata=meta,

@@ -75,6 +75,7 @@ __all__ = [
 ]
 
 CloseAfterEndCall = Literal["no", "immediately", "after_speech"]
+CALLER, CALLEE = "+15550000001", "+15550000002"  # the call's default `from` and `to`
 
 _OUTPUT_ADAPTER: TypeAdapter[Any] = TypeAdapter(OutputMessage)
 # Timeline kind for each output ``type``; others are recorded under their own ``type``.
@@ -95,8 +96,8 @@ def start_message(
     *,
     metadata: Mapping[str, Any] | None = None,
     call_id: str = "sim-call",
-    from_: str = "+15550000001",
-    to: str = "+15550000002",
+    from_: str = CALLER,
+    to: str = CALLEE,
     agent_call_id: str | None = None,
     agent_id: str = "sim-agent",
     system_prompt: str | None = None,
@@ -194,8 +195,8 @@ class HarnessSimulator:
         close_after_end_call: CloseAfterEndCall = "after_speech",
         timeline: Timeline | None = None,
         call_id: str = "sim-call",
-        from_: str = "+15550000001",
-        to: str = "+15550000002",
+        from_: str = CALLER,
+        to: str = CALLEE,
         agent_id: str = "sim-agent",
         system_prompt: str | None = None,
         introduction: str | None = None,

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-import httpx
 from line.events import AgentEndCall, AgentSendText, OutputEvent
 from line.llm_agent import LlmAgent, ToolEnv, loopback_tool
 
@@ -23,6 +22,7 @@ from agent import prompt
 from agent.actions import CALL_TRANSFER, END_CALL, ActionKind, ControlAction
 from agent.app import llm_agent_with
 from agent.call_control import CallControl
+from agent.control_transport import ControlNetwork, make_control_client
 from agent.settings import Settings
 
 TRANSFER_DELAY_S = 5.0
@@ -30,10 +30,12 @@ HANGUP_DELAY_S = 3.0
 POST_TIMEOUT_S = 3.0
 
 
-async def _post_once(url: str, kind: ActionKind, **params: str) -> None:
+async def _post_once(network: ControlNetwork, url: str, kind: ActionKind, **params: str) -> None:
     try:
-        async with httpx.AsyncClient(timeout=POST_TIMEOUT_S) as client:  # a new client per POST
-            await client.post(url, json=ControlAction(kind, params).body())
+        # A new client per POST, as published; ours only so it reaches the lab's control host by
+        # name (the lab's pin and CA), as the published one reaches VoxEngine.
+        async with make_control_client(network) as client:
+            await client.post(url, json=ControlAction(kind, params).body(), timeout=POST_TIMEOUT_S)
     except Exception:
         pass  # as published: failures are swallowed
 
@@ -41,12 +43,13 @@ async def _post_once(url: str, kind: ActionKind, **params: str) -> None:
 def build_published_agent(settings: Settings, control: CallControl) -> LlmAgent:
     """The published example's tools, on the same LLM and prompt as ours."""
     url = control.target.url if control.target is not None else ""
+    network = settings.control
 
     async def end_call(ctx: ToolEnv) -> AsyncIterator[OutputEvent]:
         """Hang up the call after saying goodbye."""
         yield AgentEndCall()
         await anyio.sleep(HANGUP_DELAY_S)
-        await _post_once(url, END_CALL)
+        await _post_once(network, url, END_CALL)
 
     async def call_transfer(
         ctx: ToolEnv, summary: Annotated[str, "What the caller needs"] = ""
@@ -54,6 +57,6 @@ def build_published_agent(settings: Settings, control: CallControl) -> LlmAgent:
         """Transfer the caller to a human colleague."""
         yield AgentSendText(text=prompt.TRANSFER_CONFIRMATION)
         await anyio.sleep(TRANSFER_DELAY_S)
-        await _post_once(url, CALL_TRANSFER, summary=summary)
+        await _post_once(network, url, CALL_TRANSFER, summary=summary)
 
     return llm_agent_with(settings, [loopback_tool(end_call), loopback_tool(call_transfer)])

@@ -1,15 +1,23 @@
-"""Throwaway TLS for loopback: a run-time CA and a ``127.0.0.1`` server certificate.
+"""Throwaway TLS for the lab: a run-time CA and server certificates for VoxEngine-shaped host names.
 
-Built with ``cryptography`` (EC P-256, valid for one day); nothing is written to disk except a
-short-lived temporary directory that ``ssl.SSLContext.load_cert_chain`` needs.
+Real VoxEngine control URLs name a host (`www-us-35-230.voximplant.com:12093`, real session
+logs), so the lab's control hosts serve certificates for such names and clients reach them by
+name, verifying the certificate as in production. Built with `cryptography` (EC P-256, valid
+for one day). One CA per process (`lab_ca()`) signs every lab host, so one trust store
+(`SSL_CERT_FILE` = `lab_ca().ca_file`) serves a call that talks to several; its PEM file lives
+in a temporary directory removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import functools
 import ipaddress
+import shutil
 import ssl
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,94 +26,103 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["LoopbackTls", "make_loopback_tls"]
+__all__ = ["LAB_CONTROL_HOST", "LabCa", "lab_ca"]
+
+# The host name of a real VoxEngine media server's accessSecureURL (real session logs).
+LAB_CONTROL_HOST = "www-us-35-230.voximplant.com"
+
+_NO_USAGE = dict(
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _validity() -> tuple[datetime.datetime, datetime.datetime]:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
 
 
 @dataclass(frozen=True)
-class LoopbackTls:
-    """Server and client sides of a throwaway PKI for ``https://127.0.0.1``."""
+class LabCa:
+    """A certificate authority that exists for one process (or one test)."""
 
-    server: ssl.SSLContext
-    client: ssl.SSLContext
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    ca_file: Path  # PEM, for SSL_CERT_FILE
 
-    def write_ca(self, directory: Path) -> Path:
-        """Write the CA certificate to ``directory/ca.pem`` (for ``SSL_CERT_FILE``-style use)."""
-        path = directory / "ca.pem"
-        path.write_bytes(self.ca_pem)
-        return path
-
-
-def make_loopback_tls() -> LoopbackTls:
-    """Create a CA and a server certificate for IP ``127.0.0.1`` (and ``localhost``)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vox-lab throwaway CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+    @classmethod
+    def create(cls, directory: Path, name: str = "vox-lab throwaway CA") -> LabCa:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        not_before, not_after = _validity()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **_NO_USAGE),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
         )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+        ca_file = directory / "lab-ca.pem"
+        ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cls(key, cert, ca_file)
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
+    def server_context(
+        self, names: Sequence[str] = (LAB_CONTROL_HOST,), addresses: Sequence[str] = ()
+    ) -> ssl.SSLContext:
+        """A server TLS context with a fresh certificate for `names` (DNS) and `addresses` (IP)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+        alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+        not_before, not_after = _validity()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (*names, *addresses)[0])]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory(prefix="vox-lab-tls-") as tmp:  # load_cert_chain reads files
+            cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            key_path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+            context.load_cert_chain(cert_path, key_path)
+        return context
 
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory(prefix="vox-lab-tls-") as tmp:
-        cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-        cert_path.write_bytes(cert_pem)
-        key_path.write_bytes(key_pem)
-        server.load_cert_chain(cert_path, key_path)
-    client = ssl.create_default_context(cadata=ca_pem.decode())
-    return LoopbackTls(server=server, client=client, ca_pem=ca_pem, cert_pem=cert_pem, key_pem=key_pem)
+@functools.cache
+def lab_ca() -> LabCa:
+    """The process's lab CA (created on first use; its directory is removed at exit)."""
+    directory = Path(tempfile.mkdtemp(prefix="vox-lab-ca-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return LabCa.create(directory)

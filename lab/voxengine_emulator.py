@@ -1,10 +1,13 @@
 """The receiver side of the control contract (docs/control-contract.md), on loopback.
 
 ``VoxEngineEmulator`` plays the VoxEngine scenario for offline calls and fault tests: it serves
-``POST /request/<session>/<token>`` over HTTP/1.1 (h11 on an anyio TCP listener, optionally TLS)
-with keep-alive, answers every contract case with HTTP 200 + a JSON body as VoxEngine does,
-records every control request and every telephony effect, and injects transport faults
-(see ``lab.faults``) at the TCP level.
+``POST /request/<session>/<token>`` over HTTP/1.1 (h11) with keep-alive on a
+``LoopbackControlHost`` — HTTPS under a VoxEngine-shaped host name, reached through the
+production connection layer (name, pinned resolution, SNI, certificate verification) — answers
+every contract case with HTTP 200 + a JSON body as VoxEngine does, records every control request
+and every telephony effect, and injects transport faults (see ``lab.faults``) at the TCP level.
+Control URLs have the real shape (real session logs):
+``https://www-us-35-230.voximplant.com:<port>/request/<hex16>.<unix time>.<n>_<ip>/<HEX16>``.
 
 The contract logic mirrors ``voxengine/scenario.js`` (``createControlHandler``) and is replayed
 against ``voxengine/contract/control_cases.json`` by the tests. Checks run in this order, the first
@@ -43,9 +46,12 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 import h11
-from anyio.streams.tls import TLSListener
+import httpx
 
+from agent.control_transport import ControlNetwork, Pin, make_control_client
+from lab.control_host import LAB_CONTROL_HOST, LOOPBACK, LoopbackControlHost
 from lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
+from lab.harness import CALLEE, CALLER
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -124,6 +130,7 @@ class Effect:
 @dataclass
 class _Session:
     name: str
+    id: str  # VoxEngine's session id, as it appears in the control URL
     token: str
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
@@ -173,20 +180,18 @@ class VoxEngineEmulator:
         *,
         faults: FaultPlan | None = None,
         secret: str | None = None,
-        ssl_context: ssl.SSLContext | None = None,
+        name: str = LAB_CONTROL_HOST,
+        tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._faults = FaultPicker(faults)
         self._secret = secret
-        self._ssl_context = ssl_context
+        self._host = LoopbackControlHost(self._serve_connection, name=name, tls=tls)
         self._clock = clock
         self._wall_clock = wall_clock
         self._sessions: dict[str, _Session] = {}
         self._by_token: dict[str, _Session] = {}
-        self._port: int | None = None
-        self._listener: anyio.abc.Listener[Any] | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
         self._changed: anyio.Event | None = None
         self.requests: list[RecordedRequest] = []
         self.effects: list[Effect] = []
@@ -195,22 +200,13 @@ class VoxEngineEmulator:
         self.not_found = 0
         """Other requests to unknown paths, answered 404."""
         self.connections = 0
-        """TCP connections accepted."""
+        """TLS connections accepted."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def __aenter__(self) -> VoxEngineEmulator:
-        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self._port = int(tcp.extra(anyio.abc.SocketAttribute.local_port))
-        listener: anyio.abc.Listener[Any] = tcp
-        if self._ssl_context is not None:
-            listener = _QuietTLSListener(tcp, self._ssl_context, standard_compatible=False)
-        self._listener = listener
         self._changed = anyio.Event()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        task_group.start_soon(listener.serve, self._serve_connection)
+        await self._host.__aenter__()
         return self
 
     async def __aexit__(
@@ -219,29 +215,49 @@ class VoxEngineEmulator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task_group, self._task_group = self._task_group, None
-        listener, self._listener = self._listener, None
-        try:
-            if task_group is not None:
-                task_group.cancel_scope.cancel()  # stops accepting and ends every handler (hangs too)
-                await task_group.__aexit__(None, None, None)  # the body's exception propagates as is
-        finally:
-            if listener is not None:
-                await listener.aclose()
+        await self._host.__aexit__(exc_type, exc, tb)
 
     # -- addresses ------------------------------------------------------------------------------
 
     @property
     def origin(self) -> str:
-        """``http(s)://127.0.0.1:<port>``."""
-        if self._port is None:
-            raise RuntimeError("VoxEngineEmulator is not serving; use `async with`")
-        scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._port}"
+        """``https://www-us-35-230.voximplant.com:<port>`` (RuntimeError before it first served)."""
+        return self._host.origin
+
+    @property
+    def network(self) -> ControlNetwork:
+        """How a client reaches this emulator by name (pin to 127.0.0.1, the lab CA)."""
+        return self._host.network
+
+    def client(self) -> httpx.AsyncClient:
+        """A pooled control client that reaches this emulator by name, as the app's does."""
+        return make_control_client(self.network)
+
+    @property
+    def server_names(self) -> list[str | None]:
+        """The SNI name of every TLS handshake the emulator took, in order."""
+        return self._host.server_names
+
+    @property
+    def pin(self) -> Pin:
+        """``VOX_CONTROL_RESOLVE`` entry: this emulator's name and port to 127.0.0.1."""
+        return self._host.pin
+
+    def env(self) -> dict[str, str]:
+        """``network`` as environment variables, for an app in its own process."""
+        return self._host.env()
+
+    def start_metadata(
+        self, session: str = "s1", *, caller: str = CALLER, callee: str = CALLEE
+    ) -> dict[str, str]:
+        """The agent's start metadata, as ``voxengine/scenario.js`` sends it (``connectAgent``:
+        ``client.start({metadata: {vox_session_control_url, caller, callee}})``)."""
+        return {"vox_session_control_url": self.control_url(session), "caller": caller, "callee": callee}
 
     def control_url(self, session: str = "s1") -> str:
-        """The control URL of ``session`` (created on first use, with a fresh random token)."""
-        return f"{self.origin}/request/{session}/{self._session(session).token}"
+        """The control URL of ``session`` (created on first use, with a fresh id and token)."""
+        state = self._session(session)
+        return f"{self.origin}/request/{state.id}/{state.token}"
 
     # -- scenario-side events --------------------------------------------------------------------
 
@@ -263,7 +279,9 @@ class VoxEngineEmulator:
         if state is None:
             if not _SESSION.fullmatch(name):
                 raise ValueError(f"bad session name {name!r}")
-            state = _Session(name, secrets.token_urlsafe(18))
+            number = len(self._sessions) + 1
+            session_id = f"{secrets.token_hex(8).upper()}.{int(self._wall_clock())}.{number}_{LOOPBACK}"
+            state = _Session(name, session_id, secrets.token_hex(8).upper())
             self._sessions[name] = state
             self._by_token[state.token] = state
         return state
@@ -355,7 +373,7 @@ class VoxEngineEmulator:
         path = request.target.decode("latin-1").split("?", 1)[0]
         match = _PATH.fullmatch(path)
         session = self._by_token.get(match.group(2)) if match else None
-        if session is None or match is None or match.group(1) != session.name:
+        if session is None or match is None or match.group(1) != session.id:
             if path == "/" and method in ("HEAD", "GET", "OPTIONS"):
                 self.warmups += 1
             else:
@@ -491,17 +509,6 @@ class VoxEngineEmulator:
         if abs(self._wall_clock() - int(match.group(1))) > SIGNATURE_WINDOW_S:
             return "stale_signature"
         return None
-
-
-class _QuietTLSListener(TLSListener):
-    """A TLS listener that logs failed handshakes (e.g. plain HTTP or untrusted clients) quietly."""
-
-    @staticmethod
-    async def handle_handshake_error(exc: BaseException, stream: anyio.abc.AnyByteStream) -> None:
-        await anyio.aclose_forcefully(stream)
-        if isinstance(exc, anyio.get_cancelled_exc_class()) or not isinstance(exc, Exception):
-            raise exc
-        log.debug("voxengine emulator: TLS handshake failed: %r", exc)
 
 
 async def next_h11_event(conn: h11.Connection, stream: anyio.abc.ByteStream) -> Any:

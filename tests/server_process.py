@@ -22,14 +22,14 @@ def free_port() -> int:
 
 
 def server_env(llm_api_base: str, **overrides: str) -> dict[str, str]:
-    """This environment minus OTEL_/LLM_/VOX_ settings, plus a scripted LLM and local control URLs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_", "VOX_"))}
+    """This environment minus OTEL_/LLM_/VOX_/SSL_CERT_ settings, plus a scripted LLM; pass the
+    emulator's `env()` (VOX_CONTROL_RESOLVE, SSL_CERT_FILE, VOX_CONTROL_ALLOW_LOCAL) to reach it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_", "VOX_", "SSL_CERT_"))}
     env.update(
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LLM_MODEL="openai/scripted",
         LLM_API_BASE=llm_api_base,
         OPENAI_API_KEY="sk-test",
-        VOX_CONTROL_ALLOW_LOCAL="1",
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)

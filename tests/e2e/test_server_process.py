@@ -26,8 +26,8 @@ async def test_sigterm_delivers_the_held_action_then_exits() -> None:
     port = free_port()
     async with ScriptedLlm([reply]) as llm, VoxEngineEmulator() as emulator:
         cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
-        async with running_server(cmd, server_env(llm.api_base), port) as (proc, log):
-            metadata = {"vox_session_control_url": emulator.control_url()}
+        async with running_server(cmd, server_env(llm.api_base, **emulator.env()), port) as (proc, log):
+            metadata = emulator.start_metadata()
             slow = TtsModel(first_audio_s=0.05, words_per_s=3)  # a ~4.5 s confirmation
             ws_url = f"ws://127.0.0.1:{port}/ws"
             async with HarnessSimulator.connect(ws_url, metadata=metadata, tts=slow) as sim:
@@ -47,9 +47,9 @@ async def test_sigterm_delivers_the_held_action_then_exits() -> None:
     assert request.time >= closed.at - 0.5  # released by the shutdown, not by a timer
     assert [e.action for e in emulator.effects] == ["call_transfer"]
     assert prompt.TRANSFER_CONFIRMATION.split()[0] in sim.timeline.turns()[-1].text
-    token = emulator.control_url().rsplit("/", 1)[1]
+    session, token = emulator.control_url().rsplit("/", 2)[1:]
     assert "Received start message" in output and "vox_session_control_url" in output
-    assert token not in output and "/request/s1/" not in output  # the secret path never reaches the logs
+    assert token not in output and session not in output  # the secret path never reaches the logs
 
 
 async def test_a_second_sigterm_exits_at_once() -> None:
@@ -60,9 +60,11 @@ async def test_a_second_sigterm_exits_at_once() -> None:
         ScriptedLlm([reply]) as llm,
         VoxEngineEmulator(faults=FaultPlan(rates={"hang": 1.0})) as emulator,
     ):
-        env = server_env(llm.api_base, PORT=str(port), HOST="127.0.0.1", VOX_CONTROL_DEADLINE_S="10")
+        env = server_env(
+            llm.api_base, PORT=str(port), HOST="127.0.0.1", VOX_CONTROL_DEADLINE_S="10", **emulator.env()
+        )
         async with running_server([sys.executable, "main.py"], env, port) as (proc, _):
-            metadata = {"vox_session_control_url": emulator.control_url()}
+            metadata = emulator.start_metadata()
             ws_url = f"ws://127.0.0.1:{port}/ws"
             async with HarnessSimulator.connect(
                 ws_url, metadata=metadata, tts=TtsModel(words_per_s=3)
@@ -87,11 +89,14 @@ async def test_uvicorn_main_app_exports_one_trace_per_call_over_otlp() -> None:
     with OtlpReceiver() as receiver:
         async with ScriptedLlm([reply]) as llm, VoxEngineEmulator(faults=faults) as emulator:
             env = server_env(
-                llm.api_base, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.base_url, OTEL_SERVICE_NAME="e2e"
+                llm.api_base,
+                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.base_url,
+                OTEL_SERVICE_NAME="e2e",
+                **emulator.env(),
             )
             cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
             async with running_server(cmd, env, port) as (proc, log):
-                metadata = {"vox_session_control_url": emulator.control_url()}
+                metadata = emulator.start_metadata()
                 ws_url = f"ws://127.0.0.1:{port}/ws"
                 async with HarnessSimulator.connect(
                     ws_url, metadata=metadata, tts=TtsModel(words_per_s=8)
@@ -112,5 +117,5 @@ async def test_uvicorn_main_app_exports_one_trace_per_call_over_otlp() -> None:
     first, second = emulator.requests
     assert all(r.headers["traceparent"].split("-")[1] == root.trace_id for r in (first, second))
     assert first.headers["x-traceparent"].split("-")[2] == action.span_id
-    token = emulator.control_url().rsplit("/", 1)[1]
-    assert token.encode() not in payload and b"/request/" not in payload
+    session, token = emulator.control_url().rsplit("/", 2)[1:]
+    assert token.encode() not in payload and session.encode() not in payload and b"/request/" not in payload

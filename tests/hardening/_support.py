@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from agent.call_observer import CallInfo, CallObserver
+from lab.control_host import LoopbackControlHost
 from lab.harness import start_message
 from lab.keyword_agent import keyword_agent_factory
 from lab.tts_model import TtsModel
@@ -313,7 +314,8 @@ async def eventually(
 
 
 class HostileControlServer:
-    """A control endpoint on 127.0.0.1 that answers what no VoxEngine would, chosen by path:
+    """A control endpoint that answers what no VoxEngine would, chosen by path, served like the
+    lab's VoxEngine (HTTPS under a VoxEngine-shaped name on 127.0.0.1, `LoopbackControlHost`):
 
     - ``/request/redirect-<status>/<token>``: ``<status>`` with ``Location`` set to ``redirect_to``;
     - ``/request/huge/<token>``: 200 with an endless chunked body;
@@ -330,27 +332,18 @@ class HostileControlServer:
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self.body_bytes_sent = 0
         self.streams_ended = 0
-        self.port = 0
         self._changed = anyio.Event()
-        self._listener: Any = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self.host = LoopbackControlHost(self._handle)
 
     def url(self, mode: str, token: str = "tok") -> str:
-        return f"http://127.0.0.1:{self.port}/request/{mode}/{token}"
+        return f"{self.host.origin}/request/{mode}/{token}"
 
     async def __aenter__(self) -> HostileControlServer:
-        self._listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self.port = int(self._listener.extra(anyio.abc.SocketAttribute.local_port))
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._listener.serve, self._handle)
+        await self.host.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._tg is not None and self._listener is not None
-        self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(None, None, None)
-        await self._listener.aclose()
+        await self.host.__aexit__(*exc)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -361,7 +354,7 @@ class HostileControlServer:
             while self.streams_ended < n:
                 await self._changed.wait()
 
-    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+    async def _handle(self, stream: anyio.abc.ByteStream) -> None:
         conn = h11.Connection(h11.SERVER)
         async with stream:
             try:
@@ -399,7 +392,7 @@ class HostileControlServer:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError):
                 return
 
-    async def _stream_forever(self, conn: Any, stream: anyio.abc.SocketStream, *, declared: bool) -> None:
+    async def _stream_forever(self, conn: Any, stream: anyio.abc.ByteStream, *, declared: bool) -> None:
         length = [("Content-Length", str(10 * 1024**3))] if declared else []
         head = [("Content-Type", "application/json"), *length]
         await stream.send(conn.send(h11.Response(status_code=200, headers=head)) or b"")

@@ -44,7 +44,7 @@ from agent.call_observer import CallObserver
 from agent.control_url import parse_control_url
 from agent.flush_policy import FlushPolicy, FlushTimings, Verdict
 from agent.retry_policy import RetryPolicy
-from agent.voxengine_client import VoxEngineClient, make_http_client
+from agent.voxengine_client import VoxEngineClient
 from lab.voxengine_emulator import VoxEngineEmulator
 
 # ---- 1. the pure policy against a reference model ---------------------------------------------
@@ -379,7 +379,7 @@ async def play(ops: list[tuple[str, str]]) -> None:
     expected: set[tuple[str, str, str]] = set()
     asked: list[str] = []
     retry = RetryPolicy(deadline_s=2.0, attempt_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.02)
-    async with VoxEngineEmulator() as emulator, make_http_client() as http:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http:
         target = parse_control_url(emulator.control_url("prop"), allow_local=True)
         control = CallControl(
             target=target,

@@ -1,13 +1,15 @@
 """Hostile control URLs: refused before any connection, and the call goes on.
 
 `parse_control_url` (see `TelephonyAgentApp._control_target`) refuses bad shapes, local IP
-literals (IPv6 forms embedding a local IPv4 included) and, outside local labs, every host *name*:
-a name could resolve to a public address when checked and to an internal one when connected (DNS
-rebinding), and VoxEngine only sends IP literals. Numeric IPv4 spellings that are not dotted quads
-(`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are names to `urlsplit` and `ipaddress`, so they
-are refused as names. These tests prove "no connection" with the `connect_guard` fixture
-(every connect of this process recorded, anything but 127.0.0.1 refused before it leaves) and a
-real listener on 127.0.0.1 that counts the connections it accepts.
+literals (IPv6 forms embedding a local IPv4 included) and every host name outside the allow-list
+(`voximplant.com` and VOX_CONTROL_ALLOWED_HOSTS). Numeric IPv4 spellings that are not dotted
+quads (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are names to `urlsplit` and `ipaddress`, so
+they are refused as names. A name *on* the allow-list is resolved by our own connection layer,
+once per connection, and refused when any address is local; the connection goes to the checked
+address, so a name that answers a public address first and 127.0.0.1 next (DNS rebinding) never
+reaches 127.0.0.1. These tests prove "no connection" with the `connect_guard` fixture (every
+connect of this process recorded, anything but 127.0.0.1 refused before it leaves, no DNS server
+asked) and a real listener on 127.0.0.1 that counts the connections it accepts.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from line.events import AgentTurnEnded, AgentTurnStarted
 from agent import prompt
 from agent.actions import CALL_TRANSFER
 from agent.call_control import CallControl
+from agent.control_transport import make_control_client
 from agent.control_url import InvalidControlUrl, parse_control_url
 from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
-from agent.voxengine_client import VoxEngineClient, make_http_client
+from agent.voxengine_client import VoxEngineClient
 from lab.call_lab import CallLab
+from lab.tls import LAB_CONTROL_HOST
 from lab.tts_model import TtsModel
 from tests.hardening._support import (
     CHAT_REPLY,
@@ -141,6 +145,15 @@ HOSTILE: list[tuple[str, object, set[str]]] = [
     ("bidi-host", "https://\u05d0a.example/request/s/t", UNUSABLE_NAME),
     ("surrogate-host", "https://\ud800.example/request/s/t", UNUSABLE_NAME),
     # missing pieces, malformed, absurd
+    # names on the allow-list's edge
+    ("suffix-as-label", "https://voximplant.com.evil.example/request/s/t", {"host_name_not_allowed"}),
+    ("suffix-glued", "https://evilvoximplant.com/request/s/t", {"host_name_not_allowed"}),
+    ("suffix-userinfo", "https://www.voximplant.com@127.0.0.1/request/s/t", {"userinfo_not_allowed"}),
+    ("underscore-name", "https://a_b.voximplant.com/request/s/t", {"malformed"}),
+    # paths other than /request/<session>/<token>
+    ("other-path", "https://8.8.4.4/admin", {"bad_path"}),
+    ("dot-dot", "https://8.8.4.4/request/../../admin", {"bad_path"}),
+    ("query", "https://8.8.4.4/request/s/t?next=http://127.0.0.1/", {"bad_path"}),
     ("no-path", "https://8.8.4.4", {"missing_path"}),
     ("root-path", "https://8.8.4.4/", {"missing_path"}),
     ("query-only", "https://8.8.4.4?x=1", {"missing_path"}),
@@ -178,11 +191,14 @@ async def test_the_check_refuses_every_hostile_url_without_connecting(
     assert connect_guard.attempts == []
 
 
-async def test_a_public_voxengine_url_still_passes_the_check(connect_guard: ConnectGuard) -> None:
+async def test_real_voxengine_urls_still_pass_the_check(connect_guard: ConnectGuard) -> None:
     # Guard against a check that "passes" the tests above by refusing everything.
+    session = "5014DA08C37601ED.1771267099.44321981_109.61.92.230/FD8FE1FAD3DB5EFA"
+    assert await refusal_of(f"https://www-us-35-230.voximplant.com:12093/request/{session}") is None
+    assert await refusal_of(f"https://www-ru-52-18.voximplant.com:12093/request/{session}") is None
     assert await refusal_of("https://8.8.4.4:12092/request/abc/def") is None
     assert await refusal_of("https://[2001:4860:4860::8888]:12092/request/abc/def") is None
-    assert connect_guard.attempts == []
+    assert connect_guard.attempts == [] and connect_guard.lookups == []  # checked, not resolved
 
 
 # ---- 2. the real app: refused before any connection, and the call goes on ---------------------
@@ -190,16 +206,10 @@ async def test_a_public_voxengine_url_still_passes_the_check(connect_guard: Conn
 
 @asynccontextmanager
 async def strict_lab(**options: Any) -> AsyncIterator[CallLab]:
-    """A CallLab whose app does NOT allow local control URLs (production's setting).
-
-    `CallLab` always builds its settings with `lab_settings` (allow_local_control=True, so the
-    emulator on loopback can be used); the app reads `settings.allow_local_control` per call, so
-    the test turns it off on the running app.
-    """
+    """A CallLab whose app does NOT allow local addresses (production's setting): its pin of the
+    emulator's name is ignored, as `VOX_CONTROL_RESOLVE` is without `VOX_CONTROL_ALLOW_LOCAL=1`."""
     settings = dataclasses.replace(Settings(), retry=QUICK_RETRY)
-    async with CallLab(agent_factory=tool_agent, settings=settings, **options) as lab:
-        assert lab.app is not None
-        lab.app.settings = dataclasses.replace(lab.app.settings, allow_local_control=False)
+    async with CallLab(agent_factory=tool_agent, settings=settings, allow_local=False, **options) as lab:
         yield lab
 
 
@@ -218,6 +228,7 @@ def pointed_at(port: int) -> list[tuple[str, str, set[str]]]:
         ("localhost", f"https://localhost:{port}{path}", LOCAL),
         ("own-hostname", f"https://{HOSTNAME}:{port}{path}", LOCAL),
         ("no-path", f"https://127.0.0.1:{port}", {"missing_path"}),
+        ("other-name", f"https://www-us-35-230.voximplant.co:{port}{path}", {"host_name_not_allowed"}),
         ("too-long", f"https://127.0.0.1:{port}{path}/" + "a" * 5000, {"too_long"}),
         ("v4-compatible", f"https://[::127.0.0.1]:{port}{path}", LOCAL),
         ("nat64", f"https://[64:ff9b::127.0.0.1]:{port}{path}", LOCAL),
@@ -289,28 +300,38 @@ async def test_a_refused_url_of_any_shape_keeps_its_secrets_out_of_the_logs(
     assert connect_guard.off_loopback() == []
 
 
-async def test_a_name_that_rebinds_to_loopback_after_the_check_is_never_connected(
-    connect_guard: ConnectGuard, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """DNS rebinding: the name would resolve to a public address when checked, to 127.0.0.1 after.
+@asynccontextmanager
+async def resolving(
+    monkeypatch: pytest.MonkeyPatch, name: str, answers: list[str]
+) -> AsyncIterator[list[str]]:
+    """The system resolver answers `name` with `answers` in turn (the last repeats); yields the
+    addresses handed out, one per lookup. Other names go to the connect_guard's resolver."""
+    handed: list[str] = []
+    guarded = socket.getaddrinfo
 
-    "Refused before any connection" must hold for the address actually connected to, not only
-    for the first answer of the resolver: names are refused without being resolved at all.
-    """
-    name = "rebind.hardening.test"
-    answers: list[str] = []
-    guarded = socket.getaddrinfo  # the connect_guard's resolver (no DNS server)
-
-    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+    def lookup(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         plain = host.decode() if isinstance(host, bytes) else host
         if plain != name:
             return guarded(host, port, *args, **kwargs)
-        address = "8.8.4.4" if not answers else "127.0.0.1"
-        answers.append(address)
+        address = answers[min(len(handed), len(answers) - 1)]
+        handed.append(address)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
 
-    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    async with CountingListener() as listener:
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    yield handed
+
+
+async def test_a_name_that_rebinds_to_loopback_after_a_public_answer_never_reaches_it(
+    connect_guard: ConnectGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: an allowed name answers a public address first, 127.0.0.1 on the next
+    lookup. Each connection resolves once, checks, and connects to what it checked: the public
+    address (refused by the guard: nothing leaves this machine), then nothing at all."""
+    name = "rebind.voximplant.com"
+    async with (
+        CountingListener() as listener,
+        resolving(monkeypatch, name, ["8.8.4.4", "127.0.0.1"]) as handed,
+    ):
         url = f"https://{name}:{listener.port}/request/s1/{SECRET}"
         async with strict_lab() as lab:
             async with lab.call(
@@ -318,14 +339,55 @@ async def test_a_name_that_rebinds_to_loopback_after_the_check_is_never_connecte
             ) as sim:
                 await sim.wait_agent_turn_end(1)
                 await sim.user_says("An operator, please.")
-                await sim.wait_agent_turn_end(2)
-                if lab.recorder.first("enqueued") is not None:  # held: wait for its delivery to end
-                    await lab.wait_outcomes(1, timeout_s=QUICK_RETRY.deadline_s + 5)
+                [outcome] = await lab.wait_outcomes(1, timeout_s=QUICK_RETRY.deadline_s + 5)
+                await sim.user_says("What are your hours?")
+                answer = await sim.wait_agent_turn_end(3)
             await lab.wait_calls_ended(1)
         connected = listener.accepted
-    assert answers == [], "a name is refused without being resolved"
+    assert handed[:2] == ["8.8.4.4", "127.0.0.1"]
+    assert connect_guard.to_port(listener.port) == [("8.8.4.4", listener.port)]
+    assert connected == 0, "a connection reached 127.0.0.1"
+    assert (outcome.name, outcome.attrs["reason"]) == ("failed", "local_address_not_allowed")
+    assert answer.text == CHAT_REPLY  # a failed transfer leaves the call up
+
+
+async def test_an_allowed_name_resolving_to_a_local_address_is_never_connected(
+    connect_guard: ConnectGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "internal.voximplant.com"
+    async with CountingListener() as listener, resolving(monkeypatch, name, ["127.0.0.1"]) as handed:
+        url = f"https://{name}:{listener.port}/request/s1/{SECRET}"
+        with captured_logs() as logs:
+            async with strict_lab() as lab:
+                async with lab.call(
+                    tts=QUICK_TTS, metadata={"vox_session_control_url": url}, call_id="internal"
+                ) as sim:
+                    await sim.wait_agent_turn_end(1)
+                    await sim.user_says("An operator, please.")
+                    [outcome] = await lab.wait_outcomes(1, timeout_s=QUICK_RETRY.deadline_s + 5)
+                await lab.wait_calls_ended(1)
+        connected = listener.accepted
+    assert handed and set(handed) == {"127.0.0.1"}
     assert connected == 0 and connect_guard.to_port(listener.port) == []
-    assert lab.recorder.first("enqueued") is None  # refused: the tool said it cannot
+    assert (outcome.attrs["reason"], outcome.attrs["attempts"]) == ("local_address_not_allowed", 1)
+    assert SECRET not in "\n".join(logs)
+
+
+async def test_a_pinned_name_is_not_pinned_outside_labs(connect_guard: ConnectGuard) -> None:
+    # VOX_CONTROL_RESOLVE only counts with VOX_CONTROL_ALLOW_LOCAL=1: in production the lab's own
+    # pinned name goes to DNS (here: unresolvable), and the emulator behind the pin is never fetched.
+    async with strict_lab() as lab:
+        async with lab.call(tts=QUICK_TTS, call_id="pinned") as sim:
+            await sim.wait_agent_turn_end(1)
+            await sim.user_says("An operator, please.")
+            [outcome] = await lab.wait_outcomes(1, timeout_s=QUICK_RETRY.deadline_s + 5)
+            await sim.user_says("What are your hours?")
+            answer = await sim.wait_agent_turn_end(3)
+        await lab.wait_calls_ended(1)
+    assert outcome.attrs["reason"] == "deadline_exceeded:dns_error"
+    assert lab.emulator.requests == [] and lab.emulator.connections == 0
+    assert LAB_CONTROL_HOST in connect_guard.lookups
+    assert answer.text == CHAT_REPLY
 
 
 # ---- 3. redirects are never followed ----------------------------------------------------------
@@ -339,7 +401,9 @@ async def test_a_redirect_is_a_final_failure_and_is_never_followed(status: int) 
         ) as server:
             url = server.url(f"redirect-{status}", SECRET)
             async with CallLab(
-                agent_factory=tool_agent, settings=dataclasses.replace(Settings(), retry=QUICK_RETRY)
+                agent_factory=tool_agent,
+                settings=dataclasses.replace(Settings(), retry=QUICK_RETRY),
+                pins=[server.host.pin],
             ) as lab:
                 async with lab.call(
                     tts=QUICK_TTS, metadata={"vox_session_control_url": url}, call_id="redirected"
@@ -366,7 +430,7 @@ async def test_a_redirect_is_a_final_failure_and_is_never_followed(status: int) 
 @pytest.mark.parametrize("mode", ["huge", "huge-length"])
 async def test_an_endless_response_body_is_cut_at_the_cap(mode: str) -> None:
     policy = RetryPolicy(deadline_s=5.0, attempt_timeout_s=3.0, backoff_initial_s=0.02, backoff_max_s=0.05)
-    async with HostileControlServer() as server, make_http_client() as http:
+    async with HostileControlServer() as server, make_control_client(server.host.network) as http:
         target = parse_control_url(server.url(mode, SECRET), allow_local=True)
         control = CallControl(target=target, client=VoxEngineClient(http, retry=policy))
         async with anyio.create_task_group() as tg:

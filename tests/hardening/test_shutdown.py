@@ -29,8 +29,10 @@ GRACE_S = DRAIN_TIMEOUT_S + 3  # main.py's graceful-shutdown bound (timeout_grac
 EXIT_SLACK_S = 5.0  # interpreter teardown of a LiteLLM-laden process on a loaded 2-core machine
 
 
-def env_for(llm_base: str, port: int) -> dict[str, str]:
-    return server_env(llm_base, VOX_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S), HOST="127.0.0.1", PORT=str(port))
+def env_for(llm_base: str, port: int, emulator: VoxEngineEmulator) -> dict[str, str]:
+    return server_env(
+        llm_base, VOX_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S), HOST="127.0.0.1", PORT=str(port), **emulator.env()
+    )
 
 
 async def test_one_sigterm_flushes_the_held_action_of_every_call_then_exits() -> None:
@@ -46,7 +48,7 @@ async def test_one_sigterm_flushes_the_held_action_of_every_call_then_exits() ->
     async with ScriptedLlm(replies) as llm, VoxEngineEmulator() as emulator:
         main_py = [sys.executable, "main.py"]
         async with running_server(
-            main_py, env_for(llm.api_base, port), port, exit_timeout_s=DRAIN_TIMEOUT_S + 10
+            main_py, env_for(llm.api_base, port, emulator), port, exit_timeout_s=DRAIN_TIMEOUT_S + 10
         ) as (
             proc,
             log,
@@ -57,7 +59,7 @@ async def test_one_sigterm_flushes_the_held_action_of_every_call_then_exits() ->
                     sims[token] = await calls.enter_async_context(
                         HarnessSimulator.connect(
                             ws_url,
-                            metadata={"vox_session_control_url": emulator.control_url(token)},
+                            metadata=emulator.start_metadata(token),
                             tts=slow,
                             call_id=f"call-{token}",
                         )

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import ssl
 import time
 import uuid
@@ -19,7 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lab.control_host import lab_client
 from lab.faults import Fault, FaultPlan
+from lab.tls import LAB_CONTROL_HOST
 from lab.voxengine_emulator import MAX_BODY_BYTES, VoxEngineEmulator, sign_body
 
 pytestmark = pytest.mark.anyio
@@ -74,7 +77,7 @@ async def emulator() -> AsyncIterator[VoxEngineEmulator]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as c:
+    async with lab_client() as c:  # by name, verified TLS, whatever the emulator's port
         yield c
 
 
@@ -83,7 +86,12 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_accepted_end_call_is_recorded(emulator: VoxEngineEmulator, client: httpx.AsyncClient) -> None:
     url = emulator.control_url("call-1")
-    assert url.startswith(f"{emulator.origin}/request/call-1/")
+    # The real shape: https://www-us-35-230.voximplant.com:<port>/request/<hex16>.<t>.<n>_<ip>/<HEX16>
+    assert re.fullmatch(
+        rf"{re.escape(emulator.origin)}/request/[0-9A-F]{{16}}\.[0-9]+\.[0-9]+_127\.0\.0\.1/[0-9A-F]{{16}}",
+        url,
+    )
+    assert emulator.origin.startswith(f"https://{LAB_CONTROL_HOST}:")
     assert emulator.control_url("call-1") == url
     action_id = new_id()
     before = time.perf_counter()
@@ -403,14 +411,15 @@ async def test_stale_window_follows_the_wall_clock(client: httpx.AsyncClient) ->
 
 async def test_unknown_paths_are_404(emulator: VoxEngineEmulator, client: httpx.AsyncClient) -> None:
     url = emulator.control_url("s1")
-    emulator.control_url("s2")
-    token = url.rsplit("/", 1)[1]
+    other = emulator.control_url("s2")
+    s1, token = url.rsplit("/", 2)[1:]
+    s2 = other.rsplit("/", 2)[1]
     origin = emulator.origin
     for bad in [
-        f"{origin}/request/s1/{token}x",
-        f"{origin}/request/s2/{token}",
-        f"{origin}/request/s1",
-        f"{origin}/request/s1/{token}/more",
+        f"{origin}/request/{s1}/{token}x",
+        f"{origin}/request/{s2}/{token}",
+        f"{origin}/request/{s1}",
+        f"{origin}/request/{s1}/{token}/more",
         f"{origin}/",
     ]:
         response = await client.post(bad, content=body_of("p1"))
@@ -630,7 +639,7 @@ async def test_keep_alive_reuses_one_connection(
 
 async def test_fresh_clients_open_fresh_connections(emulator: VoxEngineEmulator) -> None:
     for i in range(3):
-        async with httpx.AsyncClient() as c:
+        async with lab_client() as c:
             await post(c, emulator.control_url(), {"id": f"c{i}", "action": "call_transfer"})
         emulator.transfer_failed()
     assert [r.connection for r in emulator.requests] == [1, 2, 3]
@@ -641,7 +650,7 @@ async def test_sessions_before_start_and_names() -> None:
     emu.hang_up("early")  # scenario-side state may be set up before serving
     with pytest.raises(RuntimeError):
         emu.control_url("early")
-    async with emu, httpx.AsyncClient() as c:
+    async with emu, lab_client() as c:
         assert await post(c, emu.control_url("early"), body_of("e1")) == {"ok": False, "error": "call_ended"}
         for bad in ["", "a/b", "a b", "a?b"]:
             with pytest.raises(ValueError):
@@ -657,23 +666,23 @@ async def test_wait_for_requests(emulator: VoxEngineEmulator, client: httpx.Asyn
     assert rec.id == "w1"
 
 
-async def test_tls(client: httpx.AsyncClient) -> None:
-    tls_module = pytest.importorskip("lab.tls")
-    tls = tls_module.make_loopback_tls()
-    async with VoxEngineEmulator(ssl_context=tls.server) as emu:
-        assert emu.origin.startswith("https://127.0.0.1:")
-        async with httpx.AsyncClient(verify=tls.client) as secure:
-            await secure.head(f"{emu.origin}/")
-            for i in range(3):
-                result = await post(secure, emu.control_url(), {"id": f"x{i}", "action": "call_transfer"})
-                assert result["ok"] is True
-                emu.transfer_failed()
+async def test_it_serves_verified_tls_under_a_voxengine_name_only(client: httpx.AsyncClient) -> None:
+    async with VoxEngineEmulator() as emu:
+        await client.head(f"{emu.origin}/")
+        for i in range(3):
+            result = await post(client, emu.control_url(), {"id": f"x{i}", "action": "call_transfer"})
+            assert result["ok"] is True
+            emu.transfer_failed()
         assert emu.connections == 1 and emu.warmups == 1
-        with pytest.raises(httpx.ConnectError):
+        assert emu.server_names == [LAB_CONTROL_HOST]
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the lab CA
             async with httpx.AsyncClient(verify=ssl.create_default_context()) as untrusted:
-                await untrusted.post(emu.control_url(), content=body_of("u1"))
-        with pytest.raises(httpx.HTTPError):
-            await client.post(emu.control_url().replace("https", "http"), content=body_of("u1"), timeout=1)
+                await untrusted.post(
+                    emu.control_url().replace(emu.origin, f"https://127.0.0.1:{emu.pin.port}")
+                )
+        with pytest.raises(httpx.HTTPError):  # plain HTTP
+            async with httpx.AsyncClient() as plain:
+                await plain.post(f"http://127.0.0.1:{emu.pin.port}/", content=body_of("u1"), timeout=1)
         assert len(emu.requests) == 3
 
 

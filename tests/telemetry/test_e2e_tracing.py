@@ -17,7 +17,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from agent import prompt
 from agent.app import TelephonyAgentApp
 from agent.settings import Settings
-from agent.voxengine_client import make_http_client
 from lab.asgi_server import serve_on_loopback, server_port
 from lab.call_lab import CallRecorder
 from lab.faults import Fault, FaultPlan
@@ -25,6 +24,7 @@ from lab.harness import HarnessSimulator
 from lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from lab.timeline import Turn
+from lab.tls import LAB_CONTROL_HOST
 from lab.tts_model import TtsModel
 from lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 from telemetry import create_tracer_provider, tracing_observer_factory
@@ -73,11 +73,11 @@ async def play_transfer(provider: TracerProvider, receiver: OtlpReceiver) -> Tra
     async with (
         VoxEngineEmulator(faults=faults) as emulator,
         ScriptedLlm([TRANSFER]) as llm,
-        make_http_client() as http,
+        emulator.client() as http,
     ):
         tracing.instrument_http_client(http)
         settings = Settings(
-            allow_local_control=True,
+            control=emulator.network,
             llm_api_base=llm.api_base,
             llm_model="openai/scripted",
             llm_api_key="sk-test",
@@ -124,7 +124,7 @@ async def test_one_trace_with_one_root_per_call(traced_transfer: TracedCall) -> 
     assert root.name == "call" and root.kind == SERVER
     assert root.attributes["vox.call.id"] == "trace-call-1"
     assert root.attributes["vox.call.caller"] == "+*********34"
-    assert root.attributes["vox.control.host"] == "127.0.0.1"
+    assert root.attributes["vox.control.host"] == LAB_CONTROL_HOST
     assert all(not_after(root.start_ns, s.start_ns) and not_after(s.end_ns, root.end_ns) for s in spans)
 
 

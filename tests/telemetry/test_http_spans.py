@@ -25,7 +25,8 @@ from telemetry import TracingObserverFactory
 pytestmark = pytest.mark.anyio
 
 TOKEN = "tOkEn-7f3a9c1e5b2d4f6a8c0e"
-CONTROL_URL = f"http://127.0.0.1:12092/request/session-42/{TOKEN}"  # never connected to: in-process transport
+# Never connected to: an in-process transport answers.
+CONTROL_URL = f"https://www-us-35-230.voximplant.com:12093/request/session-42/{TOKEN}"
 CLIENT = 3
 ERROR = 2
 FAST_RETRY = RetryPolicy(
@@ -58,7 +59,7 @@ class FakeVoxEngine:
 
 
 def call_info() -> CallInfo:
-    target = parse_control_url(CONTROL_URL, allow_local=True)
+    target = parse_control_url(CONTROL_URL)
     return CallInfo("c1", "a1", "+15550000001", "+15550000002", target.host, target.fingerprint, None)
 
 
@@ -75,7 +76,7 @@ async def run_transfer(
         observer = tracing(call_info())
         observer.call_started(call_info(), time.perf_counter())
     control = CallControl(
-        target=parse_control_url(CONTROL_URL, allow_local=True),
+        target=parse_control_url(CONTROL_URL),
         client=VoxEngineClient(http, retry=FAST_RETRY),
         observer=observer,
     )
@@ -116,9 +117,11 @@ async def test_each_attempt_is_a_client_span_child_of_the_action_span(
     assert (first.status_code, first.attributes["error.type"]) == (ERROR, "503")
     assert "http.request.resend_count" not in first.attributes  # semconv: only on resends
     assert second.attributes["http.request.resend_count"] == 1
-    assert {s.attributes["server.address"] for s in http_spans} == {"127.0.0.1"}
-    assert {s.attributes["server.port"] for s in http_spans} == {12092}
-    assert {s.attributes["url.full"] for s in http_spans} == {"http://127.0.0.1:12092/REDACTED"}
+    assert {s.attributes["server.address"] for s in http_spans} == {"www-us-35-230.voximplant.com"}
+    assert {s.attributes["server.port"] for s in http_spans} == {12093}
+    assert {s.attributes["url.full"] for s in http_spans} == {
+        "https://www-us-35-230.voximplant.com:12093/REDACTED"
+    }
 
     # Delivery starts when the turn that carried the confirmation ends, inside the action span.
     [turn] = [s for s in spans if s.name == "agent.turn"]
@@ -158,10 +161,7 @@ async def test_the_control_url_secret_never_leaves_in_a_span(
     for secret in (TOKEN, "session-42", "/request/"):
         assert secret.encode() not in payload
     root = next(s for s in spans if s.name == "call")
-    assert (
-        root.attributes["vox.control.fingerprint"]
-        == parse_control_url(CONTROL_URL, allow_local=True).fingerprint
-    )
+    assert root.attributes["vox.control.fingerprint"] == parse_control_url(CONTROL_URL).fingerprint
 
 
 async def test_the_warm_up_outside_a_call_span_makes_no_trace(

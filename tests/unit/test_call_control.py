@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -15,21 +14,16 @@ from line.llm_agent import ToolEnv
 from agent import prompt
 from agent.actions import END_CALL
 from agent.call_control import CallControl
+from agent.control_transport import ControlNetwork, make_control_client
 from agent.control_url import parse_control_url
 from agent.flush_policy import FlushTimings
 from agent.retry_policy import RetryPolicy
 from agent.tools import telephony_tools
-from agent.voxengine_client import VoxEngineClient, make_http_client
+from agent.voxengine_client import VoxEngineClient
 from lab.faults import FaultPlan
 from lab.voxengine_emulator import VoxEngineEmulator
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client() as client:
-        yield client
 
 
 def control_for(
@@ -49,8 +43,11 @@ async def run_tool(control: CallControl, name: str, **args: Any) -> list[OutputE
         return [event async for event in tool.func(ctx, **args)]
 
 
-async def test_tools_speak_and_hold_without_waiting_for_voxengine(http: httpx.AsyncClient) -> None:
-    async with VoxEngineEmulator(faults=FaultPlan(rates={"hang": 1.0})) as emulator:
+async def test_tools_speak_and_hold_without_waiting_for_voxengine() -> None:
+    async with (
+        VoxEngineEmulator(faults=FaultPlan(rates={"hang": 1.0})) as emulator,
+        emulator.client() as http,
+    ):
         control = control_for(emulator, http)
         said = await run_tool(control, "call_transfer", summary="billing question")
         bye = await run_tool(control, "end_call")
@@ -60,8 +57,8 @@ async def test_tools_speak_and_hold_without_waiting_for_voxengine(http: httpx.As
     assert emulator.requests == []  # held, not sent: the confirming turn has not ended
 
 
-async def test_asking_twice_holds_once_and_confirms_once(http: httpx.AsyncClient) -> None:
-    async with VoxEngineEmulator() as emulator:
+async def test_asking_twice_holds_once_and_confirms_once() -> None:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http:
         control = control_for(emulator, http)
         first = await run_tool(control, "call_transfer", summary="a")
         second = await run_tool(control, "call_transfer", summary="b")
@@ -72,15 +69,16 @@ async def test_asking_twice_holds_once_and_confirms_once(http: httpx.AsyncClient
     assert control.pending == 2
 
 
-async def test_without_a_control_url_the_tools_say_they_cannot(http: httpx.AsyncClient) -> None:
-    control = control_for(None, http)
+async def test_without_a_control_url_the_tools_say_they_cannot() -> None:
+    async with make_control_client(ControlNetwork()) as http:
+        control = control_for(None, http)
     assert await run_tool(control, "call_transfer") == [AgentSendText(text=prompt.UNAVAILABLE)]
     assert await run_tool(control, "end_call") == [AgentSendText(text=prompt.UNAVAILABLE)]
     assert control.pending == 0
 
 
-async def test_released_actions_are_delivered_in_the_order_they_were_asked(http: httpx.AsyncClient) -> None:
-    async with VoxEngineEmulator() as emulator, anyio.create_task_group() as tg:
+async def test_released_actions_are_delivered_in_the_order_they_were_asked() -> None:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http, anyio.create_task_group() as tg:
         control = control_for(emulator, http)
         tg.start_soon(control.run)
         await run_tool(control, "call_transfer")
@@ -96,11 +94,9 @@ async def test_released_actions_are_delivered_in_the_order_they_were_asked(http:
     assert {o.reason for o in control.outcomes} == {"accepted"}
 
 
-async def test_an_action_nobody_speaks_for_is_sent_after_the_no_speech_deadline(
-    http: httpx.AsyncClient,
-) -> None:
+async def test_an_action_nobody_speaks_for_is_sent_after_the_no_speech_deadline() -> None:
     timings = FlushTimings(no_speech_s=0.3, max_hold_s=5.0)
-    async with VoxEngineEmulator() as emulator, anyio.create_task_group() as tg:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http, anyio.create_task_group() as tg:
         control = control_for(emulator, http, timings)
         tg.start_soon(control.run)
         held_at = anyio.current_time()
@@ -113,8 +109,8 @@ async def test_an_action_nobody_speaks_for_is_sent_after_the_no_speech_deadline(
     assert effect.action == "end_call"
 
 
-async def test_closing_the_call_releases_and_drains_everything(http: httpx.AsyncClient) -> None:
-    async with VoxEngineEmulator() as emulator, anyio.create_task_group() as tg:
+async def test_closing_the_call_releases_and_drains_everything() -> None:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http, anyio.create_task_group() as tg:
         control = control_for(emulator, http)
         tg.start_soon(control.run)
         await run_tool(control, "call_transfer")
