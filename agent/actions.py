@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 BargeInPolicy = Literal["deliver", "cancel"]
-OutcomeStatus = Literal["delivered", "failed", "cancelled"]
+# session_ended: no answer, but the VoxEngine session is gone (agent/retry_policy.py): for a
+# hang-up, the effect asked for, not a failure.
+OutcomeStatus = Literal["delivered", "failed", "cancelled", "session_ended"]
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,10 @@ class ActionKind:
     # A caller talking over the confirmation does not change their request, so by default the
     # action is still delivered when the confirming turn ends; "cancel" drops it instead.
     barge_in: BargeInPolicy = "deliver"
+    ends_session: bool = False  # VoxEngine terminates the session once it took the action
 
 
-END_CALL = ActionKind("end_call")
+END_CALL = ActionKind("end_call", ends_session=True)
 CALL_TRANSFER = ActionKind("call_transfer")
 
 

@@ -32,6 +32,7 @@ from agent import prompt
 from agent.actions import END_CALL, ActionOutcome
 from agent.call_control import CallControl
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
+from agent.call_recording import CallRecording, RecordingWebSocket, write_recording
 from agent.control_transport import make_control_client
 from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
 from agent.log_redaction import install_log_redaction
@@ -179,11 +180,14 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
                     logger.exception("shutdown hook failed")
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
+        record_dir = self.settings.record_dir
+        recording = CallRecording(self.clock) if record_dir is not None else None
+        socket: Any = RecordingWebSocket(websocket, recording) if recording is not None else websocket
         async with anyio.create_task_group() as tg:
-            scope = _CallScope(tg, websocket)
+            scope = _CallScope(tg, socket)
             token = _current_call.set(scope)
             try:
-                await super().websocket_endpoint(websocket)
+                await super().websocket_endpoint(socket)
             finally:
                 _current_call.reset(token)
                 if scope.control is not None:
@@ -191,6 +195,9 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
                 tg.cancel_scope.cancel()
             if scope.observer is not None:
                 scope.observer.call_ended(self.clock())
+        if recording is not None and record_dir is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(write_recording, recording, record_dir)
 
     async def _drain(self, control: CallControl) -> None:
         control.close()

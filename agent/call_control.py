@@ -169,6 +169,8 @@ class CallControl:
         with self._observer.delivering(action):
             delivery = await self._client.deliver(self.target, action, listener)
         status: OutcomeStatus = "delivered" if delivery.accepted else "failed"
+        if delivery.reason == "session_ended":
+            status = "session_ended"
         outcome = self._finish(entry, status, delivery.reason, delivery.attempts)
         if status == "failed" and self._on_failure is not None:
             try:
@@ -201,9 +203,14 @@ class CallControl:
             entry.action, status, reason, attempts, entry.enqueued_at, entry.released_at, now
         )
         entry.outcome = outcome
-        name = {"delivered": "accepted", "failed": "failed", "cancelled": "cancelled"}[status]
+        name = {
+            "delivered": "accepted",
+            "failed": "failed",
+            "cancelled": "cancelled",
+            "session_ended": "session_ended",
+        }[status]
         self._event(entry, name, now, {"reason": reason, "attempts": attempts})
-        log = logger.info if status == "delivered" else logger.warning
+        log = logger.info if status in ("delivered", "session_ended") else logger.warning
         log(
             f"control action {entry.action.kind.name} id={entry.action.id} {status} "
             f"reason={reason} attempts={attempts} released_by={entry.release_reason} to={self.target}"

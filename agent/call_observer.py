@@ -44,7 +44,8 @@ class CallObserver:
         pass
 
     def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        """Names: enqueued, armed, released, sent, retry, answered, accepted, failed, cancelled."""
+        """Names: enqueued, armed, released, sent, retry, answered, accepted, failed, cancelled,
+        session_ended."""
 
     @contextlib.contextmanager
     def delivering(self, action: ControlAction) -> Iterator[None]:

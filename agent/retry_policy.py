@@ -6,6 +6,11 @@ connect errors (a name that did not resolve included), timeouts, dropped connect
 `{"ok": false}`, the scenario's final word; a certificate that does not verify (`tls_error`: no
 retry can fix it, and it may not be VoxEngine answering); a name resolving to a local address.
 Backoff is exponential with jitter, and every attempt fits inside one total deadline.
+
+A hang-up ends the VoxEngine session: the scenario terminates it 1 s after an accepted `end_call`
+(`voxengine/scenario.js` `endSession`). So when an `end_call` attempt was sent but its answer was
+lost, and a later attempt finds nothing accepting connections, the session is gone, most likely
+by our own hang-up: the delivery ends as `session_ended`, not as a failure to hang up.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -33,6 +38,7 @@ class AttemptResult:
     reason: str  # "accepted", "http_503", "timeout", "refused:<code>", ...
     status_code: int | None = None
     retry_after_s: float | None = None
+    maybe_acted: bool = False  # sent, but no answer came back: the receiver may have acted on it
 
 
 @dataclass(frozen=True)
@@ -70,14 +76,22 @@ class RetryPolicy:
             if isinstance(cause, ControlConnectError):
                 return AttemptResult(False, cause.retryable, cause.reason)
         if isinstance(exc, httpx.TimeoutException):
-            return AttemptResult(False, True, "timeout")
+            return AttemptResult(
+                False, True, "timeout", maybe_acted=not isinstance(exc, httpx.ConnectTimeout)
+            )
         if isinstance(exc, httpx.ConnectError):
             return AttemptResult(False, True, "connect_error")
         if isinstance(exc, BodyTooLarge):
             return AttemptResult(False, False, "body_too_large")
         if isinstance(exc, httpx.TransportError):  # dropped connection, protocol error
-            return AttemptResult(False, True, "connection_lost")
+            return AttemptResult(False, True, "connection_lost", maybe_acted=True)
         return AttemptResult(False, False, f"error:{type(exc).__name__}")
+
+    @staticmethod
+    def session_gone(attempts: Sequence[AttemptResult]) -> bool:
+        """An earlier attempt may have acted, and now nothing accepts connections (see above)."""
+        *earlier, last = attempts
+        return last.reason == "connect_error" and any(a.maybe_acted for a in earlier)
 
     def retrying(self, before_sleep: _BeforeSleep | None = None) -> AsyncRetrying:
         """A tenacity loop over attempts that each return an `AttemptResult`."""

@@ -12,6 +12,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent.control_transport import ControlNetwork, Pin, trust_store
 from agent.control_url import DEFAULT_ALLOWED_HOSTS, host_allowed, is_dns_name
@@ -107,6 +108,16 @@ def _cert_path(env: Mapping[str, str], name: str, *, directory: bool) -> str | N
     return path
 
 
+def _record_dir(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("VOX_RECORD_DIR", "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise SettingsError(f"VOX_RECORD_DIR: {raw} is not a writable directory")
+    return path
+
+
 def _llm_key(env: Mapping[str, str], model: str, api_base: str | None) -> str | None:
     provider = model.split("/", 1)[0] if "/" in model else "openai"
     variable = f"{provider.upper()}_API_KEY"
@@ -132,6 +143,7 @@ class Settings:
     drain_timeout_s: float = 12.0
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    record_dir: Path | None = None  # VOX_RECORD_DIR: write each call's harness traffic there
     warnings: tuple[str, ...] = ()  # logged once when the server starts
 
     @classmethod
@@ -181,5 +193,6 @@ class Settings:
             drain_timeout_s=_float(env, "VOX_DRAIN_TIMEOUT_S", retry.deadline_s + 2.0),
             host=env.get("HOST", "").strip() or "0.0.0.0",
             port=_port(env, "PORT", env.get("PORT", "").strip() or str(DEFAULT_PORT)),
+            record_dir=_record_dir(env),
             warnings=tuple(warnings),
         )

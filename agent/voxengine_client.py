@@ -81,6 +81,7 @@ class VoxEngineClient:
         body = json.dumps(action.body(), separators=(",", ":")).encode()
         attempts = 0
         last: AttemptResult | None = None
+        history: list[AttemptResult] = []
 
         def before_sleep(state: RetryCallState) -> None:
             result = state.outcome.result() if state.outcome and not state.outcome.failed else None
@@ -98,6 +99,9 @@ class VoxEngineClient:
                         notify("answered", _answer(attempts, last))
                     if attempt.retry_state.outcome and not attempt.retry_state.outcome.failed:
                         attempt.retry_state.set_result(last)
+                    history.append(last)
+                    if action.kind.ends_session and self.retry.session_gone(history):
+                        return Delivery(False, "session_ended", attempts)
         except Exception as exc:  # a bug here must not reach the conversation
             logger.exception(f"control delivery crashed for {action.kind.name} to {target}")
             return Delivery(False, f"error:{type(exc).__name__}", attempts)

@@ -5,9 +5,10 @@ Each policy plays the whole corpus on its own `CallLab` (the real app under uvic
 LLM through LiteLLM, the VoxEngine emulator), many calls at a time; the two labs run side by side
 in two worker processes (one per core) during the same wall-clock window.
 
-The speech end is measured on the harness's timeline: the first agent turn that started after
-the caller's request is the confirming turn, and its speech ends when its last word played, when
-the caller talked over it, or when the socket closed, whichever came first.
+Each call's action is judged by `lab.action_timing.measure_action`, the same judgement as the
+timing suite's: the first agent turn that started after the caller's request is the confirming
+turn, and its speech ends when its audio ended, when the caller talked over it, or when the
+socket closed, whichever came first.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bench.corpus import BARGE_IN_TEXT, CallSpec, Kind
 from bench.noise import Noise, cpu_snapshot, noise_between
 from bench.progress import Progress, quiet_logs
 from bench.stats import Summary, pct, summarize
+from lab.action_timing import ActionTiming, measure_action
 from lab.call_lab import CallLab
 from lab.harness import HarnessSimulator
 from lab.published_example import TRANSFER_DELAY_S, build_published_agent
@@ -43,7 +45,8 @@ OUTCOME_TIMEOUT_S = 40.0
 
 @dataclass(frozen=True)
 class CallOutcome:
-    """One call of the corpus under one policy, measured."""
+    """One call of the corpus under one policy: what it was, and its action measured by the
+    lab's one judgement (`lab.action_timing`)."""
 
     index: int
     policy: str
@@ -51,49 +54,36 @@ class CallOutcome:
     close_after_end_call: str
     barged_in: bool
     planned_speech_s: float
-    speech_s: float | None  # the confirming turn's playback, as it happened
-    speech_end: float | None
-    first_post_at: float | None
-    accepted_at: float | None
-    posts: int
+    timing: ActionTiming
     effects: int
-    released_at: float | None = None  # ours only: the app released the action
-
-    @property
-    def release_lag_s(self) -> float | None:
-        """End of the confirming speech → the app released the action (ours only)."""
-        if self.released_at is None or self.speech_end is None:
-            return None
-        return self.released_at - self.speech_end
 
     @property
     def delivered(self) -> bool:
-        return self.accepted_at is not None
+        return self.timing.delivered
 
     @property
     def early(self) -> bool:
-        """A POST arrived while the confirmation was still playing: the caller was cut off."""
-        return (
-            self.first_post_at is not None
-            and self.speech_end is not None
-            and self.first_post_at < self.speech_end
-        )
+        return self.timing.early
 
     @property
     def offset_s(self) -> float | None:
-        """(Accepted, else first) POST arrival minus the end of the confirming speech."""
-        at = self.accepted_at if self.accepted_at is not None else self.first_post_at
-        if at is None or self.speech_end is None:
-            return None
-        return at - self.speech_end
+        return self.timing.offset_s
 
     @property
     def dead_air_s(self) -> float | None:
-        """Silence between the end of the confirmation and the action, for calls not cut off."""
-        offset = self.offset_s
-        if not self.delivered or self.early or offset is None:
-            return None
-        return max(0.0, offset)
+        return self.timing.dead_air_s
+
+    @property
+    def release_lag_s(self) -> float | None:
+        return self.timing.release_lag_s
+
+    @property
+    def speech_s(self) -> float | None:
+        return self.timing.speech_s
+
+    @property
+    def posts(self) -> int:
+        return self.timing.posts
 
 
 @dataclass(frozen=True)
@@ -109,20 +99,13 @@ def measure(
     spec: CallSpec,
     policy: str,
     timeline: Timeline,
+    asked_at: float,
     requests: Sequence[RecordedRequest],
     effects: Sequence[Effect],
     released_at: float | None = None,
 ) -> CallOutcome:
-    asked = timeline.first("user_turn_started")
-    turns = [t for t in timeline.turns() if asked is not None and t.started_at >= asked.at]
-    turn = turns[0] if turns else None
-    closed = timeline.first("socket_closed")
-    ends = [at for at in (turn.stopped_at if turn else None, closed.at if closed else None) if at is not None]
     mine = [r for r in requests if r.session == spec.session]
-    accepted = next((r for r in mine if r.response is not None and r.response.get("ok") is True), None)
-    speech_s = None
-    if turn is not None and turn.stopped_at is not None:
-        speech_s = min(ends) - turn.started_at
+    action = "call_transfer" if spec.kind == "transfer" else "end_call"
     return CallOutcome(
         index=spec.index,
         policy=policy,
@@ -130,13 +113,8 @@ def measure(
         close_after_end_call=spec.close_after_end_call,
         barged_in=spec.barge_in_after_s is not None,
         planned_speech_s=spec.planned_speech_s,
-        speech_s=speech_s,
-        speech_end=min(ends) if ends else None,
-        first_post_at=mine[0].time if mine else None,
-        accepted_at=accepted.time if accepted else None,
-        posts=len(mine),
+        timing=measure_action(timeline, mine, action, asked_at=asked_at, released_at=released_at),
         effects=sum(1 for e in effects if e.session == spec.session),
-        released_at=released_at,
     )
 
 
@@ -180,7 +158,9 @@ async def play_call(lab: CallLab, spec: CallSpec, policy: Policy) -> CallOutcome
     released = next(
         (r.at for r in lab.recorder.actions if r.call_id == spec.call_id and r.name == "released"), None
     )
-    return measure(spec, policy, sim.timeline, lab.emulator.requests, lab.emulator.effects, released)
+    return measure(
+        spec, policy, sim.timeline, asked_at, lab.emulator.requests, lab.emulator.effects, released
+    )
 
 
 async def play_corpus(

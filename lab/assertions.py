@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lab.results import ActionTiming, CallResult
+from lab.action_timing import ActionTiming
+from lab.replay import ReplayResult
+from lab.results import CallResult
 
 # Generous for a loaded 2-core CI machine; `python -m bench` reports the real p50/p99.
 LATE_BOUND_S = 0.300
@@ -22,3 +24,9 @@ def assert_fired_at_turn_end(
     accepted = [e for e in result.effects if e.action == action]
     assert len(accepted) == 1, f"{action} had {len(accepted)} telephony effects"
     return timing
+
+
+def assert_replayed_on_time(result: ReplayResult) -> None:
+    """Every action the recorded call asked for was accepted, none while the agent spoke."""
+    assert result.actions, f"the recording asked for no action\n{result.report()}"
+    assert not result.problems, result.report()

@@ -29,6 +29,7 @@ from agent.settings import Settings
 from lab.asgi_server import serve_on_loopback, server_port
 from lab.faults import FaultPlan
 from lab.harness import CloseAfterEndCall, HarnessSimulator
+from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.scripted_llm import LlmReply, ScriptedLlm
 from lab.timeline import Timeline
 from lab.tts_model import TtsModel
@@ -65,7 +66,7 @@ class CallRecorder:
         self.changed = anyio.Event()
 
     def outcomes(self, call_id: str | None = None) -> list[ActionRecord]:
-        final = ("accepted", "failed", "cancelled")
+        final = ("accepted", "failed", "cancelled", "session_ended")
         return [r for r in self.actions if r.name in final and call_id in (None, r.call_id)]
 
     def first(self, name: str, action: str | None = None) -> ActionRecord | None:
@@ -165,6 +166,7 @@ class CallLab:
         self,
         *,
         tts: TtsModel | None = None,
+        profile: HarnessProfile = FAITHFUL,
         close_after_end_call: CloseAfterEndCall = "after_speech",
         session: str = "s1",
         call_id: str | None = None,
@@ -177,6 +179,7 @@ class CallLab:
             self.ws_url,
             metadata=meta,
             tts=tts,
+            profile=profile,
             close_after_end_call=close_after_end_call,
             timeline=timeline,
             call_id=call_id or f"lab-{session}",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -70,8 +70,9 @@ class LoopbackControlHost:
         self._handler = handler
         self._tls = tls
         self._port: int | None = None
-        self._listener: anyio.abc.Listener[Any] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._serving = anyio.CancelScope()
+        self._stopped = anyio.Event()
         self.server_names: list[str | None] = []
         """The SNI name of every TLS handshake, in order (None: the client sent none)."""
 
@@ -107,26 +108,41 @@ class LoopbackControlHost:
         tls.sni_callback = self._on_sni
         tcp = await anyio.create_tcp_listener(local_host=LOOPBACK, local_port=0)
         self._port = int(tcp.extra(anyio.abc.SocketAttribute.local_port))
-        self._listener = _QuietTLSListener(tcp, tls, standard_compatible=False)
+        listener = _QuietTLSListener(tcp, tls, standard_compatible=False)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        task_group.start_soon(self._listener.serve, self._handler)
+        task_group.start_soon(self._serve, listener)
         return self
+
+    async def _serve(self, listener: anyio.abc.Listener[Any]) -> None:
+        try:
+            with self._serving:
+                await listener.serve(self._handler)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+            self._stopped.set()
+
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run `fn(*args)` in the host's task group (it ends with the host)."""
+        if self._task_group is None:
+            raise RuntimeError("the control host is not serving; use `async with`")
+        self._task_group.start_soon(fn, *args)
+
+    async def stop_listening(self) -> None:
+        """From now on nothing listens: open connections are closed, new ones refused."""
+        self._serving.cancel()
+        await self._stopped.wait()
 
     def _on_sni(self, connection: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
         self.server_names.append(name)
 
     async def __aexit__(self, *exc_info: object) -> None:
         task_group, self._task_group = self._task_group, None
-        listener, self._listener = self._listener, None
-        try:
-            if task_group is not None:
-                task_group.cancel_scope.cancel()  # stops accepting and ends every handler (hangs too)
-                await task_group.__aexit__(None, None, None)
-        finally:
-            if listener is not None:
-                await listener.aclose()
+        if task_group is not None:
+            task_group.cancel_scope.cancel()  # stops accepting and ends every handler (hangs too)
+            await task_group.__aexit__(None, None, None)
 
 
 class _QuietTLSListener(TLSListener):

@@ -13,8 +13,8 @@ from typing import Literal
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPicker", "FaultPlan"]
 
-FaultKind = Literal["status", "slow", "hang", "drop", "non_json", "not_ok"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("status", "slow", "hang", "drop", "non_json", "not_ok")
+FaultKind = Literal["status", "slow", "hang", "drop", "non_json", "not_ok", "overrun"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("status", "slow", "hang", "drop", "non_json", "not_ok", "overrun")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,11 @@ class Fault:
     - ``hang``: never answer; hold the connection until the client closes it or the emulator stops;
     - ``drop``: close the TCP connection without any response, after reading the request;
     - ``non_json``: HTTP 200 with a body that is not JSON;
-    - ``not_ok``: HTTP 200 ``{"ok": false, "error": "injected"}``.
+    - ``not_ok``: HTTP 200 ``{"ok": false, "error": "injected"}``;
+    - ``overrun``: the scenario's handler runs past VoxEngine's callback limit ("Callback
+      execution time is limited to 1 second", VoxEngine limits page) and is aborted: no effect,
+      and (assumption: the platform's answer to an aborted callback is not documented) HTTP 500
+      once the limit has passed.
     """
 
     kind: FaultKind
@@ -69,6 +73,10 @@ class Fault:
     def not_ok(cls) -> Fault:
         return cls("not_ok")
 
+    @classmethod
+    def overrun(cls) -> Fault:
+        return cls("overrun")
+
 
 _DEFAULT_TEMPLATES: dict[FaultKind, Fault] = {
     "status": Fault.http(503),
@@ -77,6 +85,7 @@ _DEFAULT_TEMPLATES: dict[FaultKind, Fault] = {
     "drop": Fault.drop(),
     "non_json": Fault.non_json(),
     "not_ok": Fault.not_ok(),
+    "overrun": Fault.overrun(),
 }
 
 

@@ -9,20 +9,27 @@ speech that announces them.
 Every message sent is built from the SDK's own wire models and every message received is parsed
 with the SDK's ``OutputMessage`` union, so an SDK change to the shapes breaks the lab's tests.
 
-Playback of a turn: the turn starts (``agent_state: speaking``) ``first_audio_s`` + jitter after
-its first text arrived; word *i* is acknowledged (``agent_speech``) at ``start + i * word_s``,
-scheduled on the event loop's clock against absolute deadlines (no drift); text arriving while
-the turn is open is appended to it; when nothing is left to play, ``agent_state: idle`` is sent
-(the app's AgentTurnEnded moment). Timeline kinds recorded:
+Playback of a turn (behaviour per ``HarnessProfile``, see ``lab/harness_profile.py`` for each
+rule's source): the turn starts (``agent_state: speaking``) ``first_audio_s`` + jitter after its
+first text arrived; word *i*'s audio ends at ``start + i * word_s``, scheduled on the event loop's
+clock against absolute deadlines (no drift), and is acknowledged (``agent_speech``) then, or
+later, merged, dropped or with a full stop added, as the profile's ``WordAcks`` say; text arriving
+while the turn is open is appended to it. When nothing is left to play the turn ends
+(``agent_state: idle``, the app's AgentTurnEnded moment): at once under the idealised profile;
+under the faithful one only once the harness closed the turn (the app's ``response_end``, or
+``inactivity_s`` without agent output), text arriving meanwhile still playing in the same turn.
+Text for a closed turn opens the next one, played after it. Timeline kinds recorded:
 
 - sent (recorded just before the frame is written, in wire order): ``call_start``,
   ``agent_turn_started``, ``agent_word``, ``agent_turn_ended``, ``user_turn_started``,
-  ``user_text_sent``, ``user_turn_ended``, ``user_dtmf``;
+  ``user_text_sent``, ``user_turn_ended``, ``user_dtmf``, ``user_custom``;
 - received: ``agent_text_received``, ``tool_call``, ``end_call_received``, ``transfer_received``,
   ``response_end``, ``error``, ``log_event``, ``log_metric``, ``agent_dtmf``, ``config``,
   ``custom``, ``unknown_output`` (unparseable frames: recorded, otherwise ignored);
-- local: ``agent_playback_stopped`` (barge-in / hang-up), ``agent_turn_dropped`` (interrupted
-  before its first audio), ``socket_closed`` (``by``: ``app``, ``caller``, ``end_call``, ...).
+- local: ``agent_playback_ended`` (the turn's audio has played out, so far), ``agent_turn_closed``
+  (``by``: ``response_end``, ``inactivity``, ``playback``), ``agent_playback_stopped`` (barge-in /
+  hang-up), ``agent_turn_dropped`` (interrupted before its first audio), ``socket_closed``
+  (``by``: ``app``, ``caller``, ``end_call``, ...).
 
 Each sent input carries a unique ``event_id`` (in the event's detail); the app echoes it as
 ``responding_to`` and uses it as the id of the event the agent sees.
@@ -31,6 +38,7 @@ Each sent input carries a unique ``event_id`` (in the event's detail); the app e
 from __future__ import annotations
 
 import json
+import random
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -42,10 +50,12 @@ from anyio.abc import TaskGroup
 from line._harness_types import (
     AgentSpeechInput,
     AgentStateInput,
+    CustomInput,
     DTMFInput,
     EndCallOutput,
     MessageOutput,
     OutputMessage,
+    ResponseEndOutput,
     StartInput,
     TranscriptionInput,
     UserStateInput,
@@ -55,6 +65,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.timeline import Timeline, TimelineEvent, ToolCall, Turn, now
 from lab.tts_model import TtsModel
 
@@ -70,6 +81,7 @@ __all__ = [
     "TtsModel",
     "Turn",
     "parse_output",
+    "read_output",
     "start_message",
     "wire",
 ]
@@ -130,6 +142,21 @@ def parse_output(data: Any) -> BaseModel | None:
     return parsed
 
 
+def read_output(raw: str | bytes) -> tuple[str, dict[str, Any], BaseModel | None]:
+    """One frame from the app: its timeline kind, detail (the message without ``type``) and the
+    SDK model, or ``("unknown_output", {"raw": ...}, None)`` when it is none of them."""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    try:
+        message = parse_output(json.loads(text))
+    except ValueError:
+        message = None
+    if message is None:
+        return "unknown_output", {"raw": text[:2000]}, None
+    detail = message.model_dump(mode="json")
+    out_type = str(detail.pop("type"))
+    return _OUTPUT_KINDS.get(out_type, out_type), detail, message
+
+
 def _pop_word(buffer: str) -> tuple[str | None, str]:
     """The next whitespace-delimited word of ``buffer`` and the rest after it."""
     text = buffer.lstrip()
@@ -144,11 +171,14 @@ class _Turn:
     index: int
     queued_at: float  # timeline clock
     queued_loop: float  # event-loop clock
+    last_output_loop: float  # the agent's last output frame while this turn was open
     buffer: str = ""  # text not yet played
     playing: str = ""  # the word being played (not yet acknowledged)
     spoken: list[str] = field(default_factory=list)
+    merging: str = ""  # played words whose acknowledgement rides with the next one's
     claimed: bool = False  # the speaker has taken it
     started: bool = False  # ``agent_state: speaking`` was sent
+    closed: bool = False  # no more text joins this turn
     stopped: bool = False  # interrupted: the speaker must leave it alone
     scope: anyio.CancelScope | None = None
 
@@ -162,19 +192,24 @@ class HarnessSimulator:
         tg: TaskGroup,
         *,
         tts: TtsModel,
+        profile: HarnessProfile,
         close_after_end_call: CloseAfterEndCall,
         timeline: Timeline,
         send_timeout_s: float = 5.0,
     ) -> None:
         self.timeline = timeline
         self.tts = tts
+        self.profile = profile
         self.close_after_end_call: CloseAfterEndCall = close_after_end_call
         self._ws = ws
         self._tg = tg
         self._rng = tts.rng()
+        self._ack_rng = random.Random(f"acks-{tts.seed}")  # apart, so jitter draws stay as they were
+        self._late_acks: list[tuple[float, AgentSpeechInput, dict[str, Any]]] = []
+        self._ack_wait = anyio.CancelScope()
         self._send_lock = anyio.Lock()
         self._send_timeout_s = send_timeout_s
-        self._turn: _Turn | None = None
+        self._turns: list[_Turn] = []  # the one playing (or next to) first, then queued ones
         self._turn_count = 0
         self._speaker_busy = False
         self._pending_stale = 0
@@ -192,6 +227,7 @@ class HarnessSimulator:
         *,
         metadata: Mapping[str, Any] | None = None,
         tts: TtsModel | None = None,
+        profile: HarnessProfile = FAITHFUL,
         close_after_end_call: CloseAfterEndCall = "after_speech",
         timeline: Timeline | None = None,
         call_id: str = "sim-call",
@@ -217,6 +253,7 @@ class HarnessSimulator:
                     ws,
                     tg,
                     tts=tts or TtsModel(),
+                    profile=profile,
                     close_after_end_call=close_after_end_call,
                     timeline=timeline,
                 )
@@ -233,6 +270,7 @@ class HarnessSimulator:
                 await ws.send(json.dumps(start))
                 tg.start_soon(sim._receive_loop)
                 tg.start_soon(sim._speaker_loop)
+                tg.start_soon(sim._late_ack_loop)
                 try:
                     yield sim
                 except BaseException as exc:
@@ -294,7 +332,7 @@ class HarnessSimulator:
             found: list[TimelineEvent] = []
 
             def playing() -> bool:
-                turn = self._turn
+                turn = self._current()
                 if turn is None:
                     return False
                 started = self.timeline.first(
@@ -310,6 +348,11 @@ class HarnessSimulator:
 
     async def send_dtmf(self, button: str) -> None:
         await self._send(DTMFInput(button=button, event_id=self._next_id()), "user_dtmf", {"button": button})
+
+    async def send_custom(self, metadata: Mapping[str, object]) -> bool:
+        """A custom event for the agent (VoxEngine's ``AgentsClient.custom`` → Line ``UserCustomSent``)."""
+        message = CustomInput(metadata=dict(metadata), event_id=self._next_id())
+        return await self._send(message, "user_custom", {"metadata": dict(metadata)})
 
     # ---- waiting ----
 
@@ -346,10 +389,7 @@ class HarnessSimulator:
             if self._closed:
                 return True
             return (
-                self._turn is None
-                and not self._speaker_busy
-                and self._pending_stale == 0
-                and self._answered()
+                not self._turns and not self._speaker_busy and self._pending_stale == 0 and self._answered()
             )
 
         with anyio.fail_after(timeout_s):
@@ -427,42 +467,54 @@ class HarnessSimulator:
             self._on_frame(raw)
 
     def _on_frame(self, raw: str | bytes) -> None:
-        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-        try:
-            data = json.loads(text)
-        except ValueError:
-            self.timeline.record("unknown_output", {"raw": text[:2000]})
-            return
-        message = parse_output(data)
+        kind, detail, message = read_output(raw)
         if message is None:
-            self.timeline.record("unknown_output", {"raw": text[:2000]})
+            self.timeline.record(kind, detail)
             return
-        detail = message.model_dump(mode="json")
-        out_type = str(detail.pop("type"))
+        open_turn = self._open_turn()
+        if open_turn is not None:  # any output restarts the turn's inactivity timer
+            open_turn.last_output_loop = anyio.current_time()
         if isinstance(message, MessageOutput):
             self._on_agent_text(message.content, detail)
             return
-        self.timeline.record(_OUTPUT_KINDS.get(out_type, out_type), detail)
+        self.timeline.record(kind, detail)
+        if isinstance(message, ResponseEndOutput) and self.profile.closes_turns and open_turn is not None:
+            self._close_turn(open_turn, "response_end")
         if isinstance(message, EndCallOutput):
             if self.close_after_end_call == "immediately":
                 self._tg.start_soon(self._close_socket, "end_call")
             elif self.close_after_end_call == "after_speech":
                 self._tg.start_soon(self._close_after_speech)
 
+    def _current(self) -> _Turn | None:
+        """The turn playing, or next to play."""
+        return self._turns[0] if self._turns else None
+
+    def _open_turn(self) -> _Turn | None:
+        """The turn new agent text joins, if one is still open."""
+        last = self._turns[-1] if self._turns else None
+        return last if last is not None and not last.closed else None
+
+    def _close_turn(self, turn: _Turn, by: str) -> None:
+        turn.closed = True
+        self.timeline.record("agent_turn_closed", {"turn": turn.index, "by": by})
+
     def _on_agent_text(self, content: str, detail: Mapping[str, Any]) -> None:
-        turn = self._turn
+        turn = self._open_turn()
         if turn is None and content.strip() and not self._closed:
             self._turn_count += 1
-            turn = self._turn = _Turn(
-                index=self._turn_count, queued_at=now(), queued_loop=anyio.current_time()
+            loop_now = anyio.current_time()
+            turn = _Turn(
+                index=self._turn_count, queued_at=now(), queued_loop=loop_now, last_output_loop=loop_now
             )
+            self._turns.append(turn)
         if turn is not None:
             turn.buffer += content
         self.timeline.record("agent_text_received", {**detail, "turn": turn.index if turn else None})
 
     async def _close_after_speech(self) -> None:
         await self.timeline.wait_until(
-            lambda: self._closed or (self._turn is None and not self._speaker_busy),
+            lambda: self._closed or (not self._turns and not self._speaker_busy),
             timeout_s=None,
             what="queued speech to finish",
         )
@@ -473,10 +525,9 @@ class HarnessSimulator:
     async def _speaker_loop(self) -> None:
         while True:
             await self.timeline.wait_until(
-                lambda: self._turn is not None and not self._turn.claimed, timeout_s=None, what="agent text"
+                lambda: bool(self._turns) and not self._turns[0].claimed, timeout_s=None, what="agent text"
             )
-            turn = self._turn
-            assert turn is not None
+            turn = self._turns[0]
             turn.claimed = True
             self._speaker_busy = True
             try:
@@ -485,6 +536,8 @@ class HarnessSimulator:
                     if not turn.stopped:
                         await self._play(turn)
             finally:
+                if self._turns and self._turns[0] is turn:
+                    self._turns.pop(0)
                 self._speaker_busy = False
                 self.timeline.notify()
 
@@ -514,45 +567,113 @@ class HarnessSimulator:
             },
         ):
             return
-        offset = 0.0
+        end = start  # when the audio played so far ends (loop clock)
         while True:
             word, turn.buffer = _pop_word(turn.buffer)
             if word is None:
-                break
-            offset += self.tts.word_s
+                self.timeline.record(
+                    "agent_playback_ended", {"turn": turn.index, "audio_end": end + to_timeline}
+                )
+                if not await self._wait_for_more_or_close(turn):
+                    break
+                end = max(end, anyio.current_time())  # text after a pause starts now
+                continue
+            end += self.tts.word_s
             turn.playing = word
-            await anyio.sleep_until(start + offset)
+            await anyio.sleep_until(end)
             turn.playing = ""
             turn.spoken.append(word)
-            lag = anyio.current_time() - (start + offset)
-            await self._send(
-                AgentSpeechInput(content=word, event_id=self._next_id()),
-                "agent_word",
-                {
-                    "turn": turn.index,
-                    "word": word,
-                    "scheduled_at": start + offset + to_timeline,
-                    "late_s": lag,
-                },
-            )
+            await self._acknowledge(turn, word, end, end + to_timeline)
             if turn.stopped:
                 return
-        # Drained: the turn is over; text arriving from now on opens the next one.
-        if self._turn is turn:
-            self._turn = None
+        if turn.merging:  # the last words' acknowledgement, held for a merge that never came
+            await self._acknowledge(turn, "", end, end + to_timeline)
+        await self._send_late_acks(all_of_them=True)
         await self._send(
             AgentStateInput(value="idle", event_id=self._next_id()),
             "agent_turn_ended",
             {"turn": turn.index, "text": " ".join(turn.spoken), "interrupted": False},
         )
 
+    async def _wait_for_more_or_close(self, turn: _Turn) -> bool:
+        """The turn's audio has played out: True when more text came for it (play on), False
+        when it is over. Idealised: over at once. Faithful: over once the harness closed it
+        (`response_end`, or `inactivity_s` after the agent's last output)."""
+        if not self.profile.closes_turns:
+            self._close_turn(turn, "playback")
+            return False
+        while not turn.buffer.strip():
+            if turn.closed:
+                return False
+            deadline = turn.last_output_loop + self.profile.inactivity_s
+            if anyio.current_time() >= deadline:
+                self._close_turn(turn, "inactivity")
+                return False
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                # Woken by every record: new text, a response_end, any output frame.
+                await self._timeline_grows()
+        return True
+
+    async def _timeline_grows(self) -> None:
+        seen = len(self.timeline.events)
+        await self.timeline.wait_until(lambda: len(self.timeline.events) > seen, timeout_s=None, what="news")
+
+    async def _acknowledge(self, turn: _Turn, word: str, audio_end: float, scheduled_at: float) -> None:
+        """`agent_speech` for a played word, as the profile's `WordAcks` say (merged with the next,
+        dropped, with a full stop added, late). An empty `word` flushes a held merge."""
+        acks, rng = self.profile.acks, self._ack_rng
+        words = [*turn.merging.split(), *([word] if word else [])]
+        if word and not acks.exact:
+            if rng.random() < acks.drop_p:
+                words = words[:-1]  # this word's timestamp never came
+            elif turn.buffer.strip() and rng.random() < acks.merge_p:
+                turn.merging = " ".join(words)  # rides with the next word's acknowledgement
+                return
+        turn.merging = ""
+        if not words:
+            return
+        content = "".join(words)  # the harness strips whitespace
+        if not turn.buffer.strip() and content[-1].isalnum() and rng.random() < acks.full_stop_p:
+            content += "."
+        message = AgentSpeechInput(content=content, event_id=self._next_id())
+        detail = {"turn": turn.index, "word": content, "words": words, "scheduled_at": scheduled_at}
+        due = max(audio_end + acks.lag_s(rng), self._late_acks[-1][0] if self._late_acks else 0.0)
+        if due <= anyio.current_time() and not self._late_acks:
+            await self._send(message, "agent_word", {**detail, "late_s": anyio.current_time() - audio_end})
+        else:  # in order, after the ones already waiting
+            self._late_acks.append((due, message, {**detail, "late_s": due - audio_end}))
+            self.timeline.notify()
+
+    async def _late_ack_loop(self) -> None:
+        while True:
+            await self.timeline.wait_until(lambda: bool(self._late_acks), timeout_s=None, what="late acks")
+            with anyio.CancelScope() as self._ack_wait:  # cut short when a turn ends
+                await anyio.sleep_until(self._late_acks[0][0])
+            await self._send_late_acks(all_of_them=False)
+
+    async def _send_late_acks(self, *, all_of_them: bool) -> None:
+        """Send the late acknowledgements that are due, or all of them: a turn's acknowledgements
+        all precede its idle (assumption: the harness keeps a turn's frames in order), so Line
+        counts them in the turn they belong to."""
+        if all_of_them:
+            self._ack_wait.cancel()
+        while self._late_acks and (all_of_them or self._late_acks[0][0] <= anyio.current_time()):
+            _, message, detail = self._late_acks.pop(0)
+            await self._send(message, "agent_word", detail)
+
     def _stop_turn(self, *, reason: str) -> _Turn | None:
-        """Stop playback now and drop unspoken text; the caller owns the turn's end."""
-        turn = self._turn
+        """Stop playback now and drop unspoken and queued text; the caller owns the turn's end."""
+        turns, self._turns = self._turns, []
+        for queued in turns[1:]:
+            queued.stopped = queued.closed = True
+            self.timeline.record(
+                "agent_turn_dropped",
+                {"turn": queued.index, "reason": reason, "spoken": "", "dropped": queued.buffer.strip()},
+            )
+        turn = turns[0] if turns else None
         if turn is None:
             return None
-        self._turn = None
-        turn.stopped = True
+        turn.stopped = turn.closed = True
         if turn.scope is not None:
             turn.scope.cancel()
         dropped = f"{turn.playing} {turn.buffer.lstrip()}".strip()
@@ -596,6 +717,7 @@ class HarnessSimulator:
             self.timeline.notify()
 
     async def _send_interrupted_idle(self, turn: _Turn, *, stale: bool) -> None:
+        await self._send_late_acks(all_of_them=True)  # the SDK's "late ack-backs", after the barge-in
         await self._send(
             AgentStateInput(value="idle", event_id=self._next_id()),
             "agent_turn_ended",

@@ -1,5 +1,13 @@
 """Pytest fixtures for timing tests of telephony tools: `pytest_plugins = ["lab.pytest_plugin"]`.
 
+A recorded production call (VOX_RECORD_DIR) as a timing test:
+
+@pytest.mark.anyio
+async def test_the_call_of_2026_11_30(replay_call):
+    assert_replayed_on_time(await replay_call("tests/recordings/transfer.jsonl"))
+
+A scripted scenario:
+
 @pytest.mark.anyio
 async def test_refund_transfer_waits_for_the_sentence(play_call):
     scenario = Scenario(
@@ -16,14 +24,17 @@ async def test_refund_transfer_waits_for_the_sentence(play_call):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab.replay import ReplayResult, replay
 from lab.results import CallResult
 from lab.scenarios import Scenario, run_scenario
 
 PlayCall = Callable[..., Awaitable[CallResult]]
+ReplayCall = Callable[..., Awaitable[ReplayResult]]
 
 
 @pytest.fixture
@@ -37,5 +48,15 @@ def play_call() -> PlayCall:
 
     async def play(scenario: Scenario, **options: Any) -> CallResult:
         return await run_scenario(scenario, **options)
+
+    return play
+
+
+@pytest.fixture
+def replay_call() -> ReplayCall:
+    """Replay a recorded call (a `VOX_RECORD_DIR` file) against the current app, in a fresh lab."""
+
+    async def play(path: str | Path, **options: Any) -> ReplayResult:
+        return await replay(path, **options)
 
     return play

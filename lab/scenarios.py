@@ -19,6 +19,7 @@ from agent.settings import Settings
 from lab.call_lab import CallLab
 from lab.faults import FaultPlan
 from lab.harness import CloseAfterEndCall, HarnessSimulator
+from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.published_example import TRANSFER_DELAY_S, build_published_agent
 from lab.results import CallResult
 from lab.scripted_llm import LlmReply, ToolCallSpec
@@ -81,9 +82,13 @@ class Scenario:
     tts: TtsModel = field(default_factory=lambda: TtsModel(first_audio_s=0.2, jitter_s=0.1, words_per_s=2.8))
     close_after_end_call: CloseAfterEndCall = "after_speech"
     expected_actions: tuple[str, ...] = ()
+    profile: HarnessProfile = FAITHFUL  # how the simulated harness behaves (lab/harness_profile.py)
 
     def with_tts(self, tts: TtsModel) -> Scenario:
         return replace(self, tts=tts)
+
+    def with_profile(self, profile: HarnessProfile) -> Scenario:
+        return replace(self, profile=profile)
 
 
 def pace_for(text: str, seconds: float, *, first_audio_s: float = 0.2, jitter_s: float = 0.1) -> TtsModel:
@@ -178,7 +183,12 @@ async def run_scenario(
         secret=secret,
         http_client_hooks=http_client_hooks,
     ) as lab:
-        async with lab.call(tts=scenario.tts, close_after_end_call=scenario.close_after_end_call) as sim:
+        async with lab.call(
+            tts=scenario.tts,
+            profile=scenario.profile,
+            close_after_end_call=scenario.close_after_end_call,
+            call_id=scenario.name,
+        ) as sim:
             await scenario.drive(sim)
             await _settle(lab, sim, scenario, policy, settle_s)
         await lab.wait_calls_ended(1, timeout_s=60)

@@ -7,13 +7,19 @@ harness that plays speech at a set pace, and a VoxEngine emulator.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 from loguru import logger
 
+from agent.settings import Settings
 from lab.faults import FAULT_KINDS, Fault, FaultPlan
+from lab.harness_profile import FAITHFUL, PROFILES
+from lab.plot import plot_call
+from lab.replay import replay
 from lab.results import CallResult
 from lab.scenarios import CATALOGUE, DEFAULT_SCENARIOS, Policy, Scenario, run_scenario
 from lab.tts_model import TtsModel
@@ -21,7 +27,8 @@ from telemetry import TracingObserverFactory, configure_tracing, shutdown_tracin
 
 
 def parse_fault(spec: str) -> Fault | None:
-    """`503`, `429:2` (Retry-After seconds), `slow:0.5`, `hang`, `drop`, `non_json`, `not_ok`, `ok`."""
+    """`503`, `429:2` (Retry-After seconds), `slow:0.5`, `hang`, `drop`, `non_json`, `not_ok`, `overrun`,
+    `ok`."""
     name, _, arg = spec.partition(":")
     if name == "ok":
         return None
@@ -29,7 +36,13 @@ def parse_fault(spec: str) -> Fault | None:
         return Fault.http(int(name), retry_after_s=int(arg) if arg else None)
     if name == "slow":
         return Fault.slow(float(arg or 0.5))
-    factories = {"hang": Fault.hang, "drop": Fault.drop, "non_json": Fault.non_json, "not_ok": Fault.not_ok}
+    factories = {
+        "hang": Fault.hang,
+        "drop": Fault.drop,
+        "non_json": Fault.non_json,
+        "not_ok": Fault.not_ok,
+        "overrun": Fault.overrun,
+    }
     if name not in factories:
         raise argparse.ArgumentTypeError(f"unknown fault {spec!r}")
     return factories[name]()
@@ -65,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND=P",
         help="random faults, e.g. status=0.3 hang=0.1",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for random faults and TTS jitter")
+    p.add_argument("--seed", type=int, default=0, help="seed for random faults, TTS jitter and word acks")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=FAITHFUL.name,
+        help="how the simulated harness behaves (lab/harness_profile.py); default faithful",
+    )
     p.add_argument(
         "--fixed-sleeps", action="store_true", help="also replay the published 5 s / 3 s policy, side by side"
     )
@@ -73,13 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--spans-json", metavar="FILE", help="also write the calls' spans to FILE (OTLP/JSON lines)"
     )
+    p.add_argument("--plot", metavar="FILE.png", type=Path, help="draw each call's timeline (matplotlib)")
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        type=Path,
+        help="record each call's harness traffic into DIR, as VOX_RECORD_DIR does on the server",
+    )
+    p.add_argument(
+        "--replay",
+        metavar="FILE",
+        type=Path,
+        help="replay a recorded call (VOX_RECORD_DIR) against the current app; exit 1 if an "
+        "action fired during speech or was lost",
+    )
     p.add_argument("--verbose", action="store_true", help="show the app's own logs")
     return p
 
 
+def plot_path(base: Path, n: int, total: int, label: str) -> Path:
+    """`base` for a single call, else one file per call beside it."""
+    return base if total == 1 else base.with_name(f"{base.stem}-{n}-{label}{base.suffix}")
+
+
 def scenario_with_pace(scenario: Scenario, args: argparse.Namespace) -> Scenario:
     tts = scenario.tts
-    return scenario.with_tts(
+    return scenario.with_profile(PROFILES[args.profile]).with_tts(
         TtsModel(
             first_audio_s=tts.first_audio_s if args.first_audio_ms is None else args.first_audio_ms / 1000,
             words_per_s=args.words_per_s or tts.words_per_s,
@@ -98,6 +136,7 @@ async def run(args: argparse.Namespace, tracing: TracingObserverFactory | None =
         seed=args.seed,
     )
     plan = [(name, policy, i) for name in names for i in range(args.repeat) for policy in policies]
+    settings = dataclasses.replace(Settings(), record_dir=args.record) if args.record else None
     results = []
     for n, (name, policy, _) in enumerate(plan, 1):
         scenario = scenario_with_pace(CATALOGUE[name](), args)
@@ -106,13 +145,28 @@ async def run(args: argparse.Namespace, tracing: TracingObserverFactory | None =
             scenario,
             policy=policy,
             faults=faults,
+            settings=settings,
             observers=[tracing] if tracing else [],
             http_client_hooks=[tracing.instrument_http_client] if tracing else [],
         )
         results.append(result)
-        print(f"\n== {name} · policy: {policy} ==", flush=True)
+        title = f"{name} · policy: {policy} · harness: {scenario.profile.name}"
+        print(f"\n== {title} ==", flush=True)
         print(result.render(), flush=True)
+        if args.plot:
+            path = plot_call(result, plot_path(args.plot, n, len(plan), f"{name}-{policy}"), title=title)
+            print(f"  plot: {path}", flush=True)
     return results
+
+
+async def run_replay(args: argparse.Namespace) -> int:
+    result = await replay(args.replay)
+    print(f"\n== replay of {args.replay} ==", flush=True)
+    print(result.report(), flush=True)
+    if args.plot:
+        path = plot_call(result.call, args.plot, title=f"replay of {args.replay.name}")
+        print(f"  plot: {path}", flush=True)
+    return 1 if result.problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if args.verbose else "WARNING")
+    if args.replay:
+        return anyio.run(run_replay, args)
     # Spans go to OTEL_EXPORTER_OTLP_ENDPOINT (e.g. Jaeger) when set, and/or to --spans-json.
     configure_tracing(json_path=args.spans_json)
     try:

@@ -34,8 +34,11 @@ class Turn:
     """One agent turn as played by the simulated TTS.
 
     ``ended_at`` is when ``agent_state: idle`` was sent (the app's AgentTurnEnded moment), or
-    None while the turn is still open. ``stopped_at`` is when playback stopped: the last word's
-    end, or the barge-in / hang-up moment for an interrupted turn (whose idle may come later).
+    None while the turn is still open. ``stopped_at`` is when the caller stopped hearing it: when
+    its audio ended (which may be before its idle: the harness may still be waiting to close the
+    turn), or the barge-in / hang-up moment for an interrupted turn (whose idle may come later).
+    ``text`` is what was played (not what was acknowledged: acknowledgements may merge, drop or
+    punctuate words).
     """
 
     index: int
@@ -96,15 +99,22 @@ class Timeline:
         """Agent turns that started playing, in order of their start."""
         ended = {e.detail["turn"]: e for e in self.of_kind("agent_turn_ended")}
         stopped = {e.detail["turn"]: e for e in self.of_kind("agent_playback_stopped")}
+        audio_end = {e.detail["turn"]: e.detail["audio_end"] for e in self.of_kind("agent_playback_ended")}
         words: dict[int, list[str]] = {}
         for e in self.of_kind("agent_word"):
-            words.setdefault(e.detail["turn"], []).append(e.detail["word"])
+            words.setdefault(e.detail["turn"], []).extend(e.detail["words"])
         turns: list[Turn] = []
         for start in self.of_kind("agent_turn_started"):
             index: int = start.detail["turn"]
             end = ended.get(index)
             stop = stopped.get(index)
-            stopped_at = stop.at if stop is not None else (end.at if end is not None else None)
+            stopped_at = stop.at if stop is not None else audio_end.get(index)
+            if stop is not None:
+                text = stop.detail["spoken"]
+            elif end is not None:
+                text = end.detail["text"]
+            else:
+                text = " ".join(words.get(index, []))
             turns.append(
                 Turn(
                     index=index,
@@ -112,7 +122,7 @@ class Timeline:
                     started_at=start.at,
                     ended_at=end.at if end is not None else None,
                     stopped_at=stopped_at,
-                    text=" ".join(words.get(index, [])),
+                    text=text,
                     interrupted=stop is not None,
                 )
             )

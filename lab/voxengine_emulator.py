@@ -24,8 +24,22 @@ at most 2000 code points) → call state (``call_ended``, then ``transfer_in_pro
 ``call_transfer``) → accepted, with an ``Effect``.
 
 Headers are matched by lower-cased name, values trimmed, an empty value counts as absent, the
-first occurrence wins. Answers from the id check on, refusals included, are remembered per session
-(the oldest forgotten past 256 ids); earlier refusals are not.
+first occurrence wins; the contract logic sees only ``X-`` headers, as the scenario does
+(``voxengine.d.ts`` ``_HttpRequestEvent.headers``: "the ones starting with X-"). Answers from the
+id check on, refusals included, are remembered per session (the oldest forgotten past 256 ids);
+earlier refusals are not.
+
+What VoxEngine does around the contract, modelled (source, or "assumption"):
+
+- after a hang-up (an accepted ``end_call``, or ``hang_up``: the caller left) the scenario
+  terminates the session ``terminate_grace_s`` later (``voxengine/scenario.js`` ``endSession``,
+  ``TERMINATE_GRACE_MS`` = 1000). A terminated session's URL answers nothing: requests on open
+  connections are closed unanswered, and once every session of the emulator is terminated nothing
+  listens (connections refused) — assumption: VoxEngine documents only that ``terminate`` stops
+  the session (``VoxEngine.terminate``), not what its URL then answers;
+- a handler callback is limited to 1 s ("Callback execution time is limited to 1 second",
+  VoxEngine limits page): the ``overrun`` fault (``lab.faults``) is a handler aborted at
+  ``callback_limit_s``.
 """
 
 from __future__ import annotations
@@ -134,7 +148,9 @@ class _Session:
     token: str
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
-    ended: bool = False
+    ended: bool = False  # the agent no longer controls the call (call_ended)
+    terminating: bool = False  # terminate() is due
+    terminated: bool = False  # the VoxEngine session is gone: its URL answers nothing
     transfer_in_progress: bool = False
 
 
@@ -143,12 +159,13 @@ def _refuse(code: str) -> dict[str, Any]:
 
 
 def _contract_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Headers as the scenario sees them: lower-cased names, trimmed values, empty = absent,
-    first occurrence wins."""
+    """Headers as the scenario sees them: only ``X-`` ones (``voxengine.d.ts``
+    ``_HttpRequestEvent.headers``), lower-cased names, trimmed values, empty = absent, first
+    occurrence wins."""
     headers: dict[str, str] = {}
     for name, value in raw:
         key, text = name.decode("latin-1").strip().lower(), value.decode("latin-1").strip()
-        if key and text and key not in headers:
+        if key.startswith("x-") and text and key not in headers:
             headers[key] = text
     return headers
 
@@ -182,10 +199,14 @@ class VoxEngineEmulator:
         secret: str | None = None,
         name: str = LAB_CONTROL_HOST,
         tls: ssl.SSLContext | None = None,
+        terminate_grace_s: float = 1.0,
+        callback_limit_s: float = 1.0,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._faults = FaultPicker(faults)
+        self.terminate_grace_s = terminate_grace_s
+        self.callback_limit_s = callback_limit_s
         self._secret = secret
         self._host = LoopbackControlHost(self._serve_connection, name=name, tls=tls)
         self._clock = clock
@@ -201,12 +222,17 @@ class VoxEngineEmulator:
         """Other requests to unknown paths, answered 404."""
         self.connections = 0
         """TLS connections accepted."""
+        self.unanswered = 0
+        """Requests to a terminated session, closed without an answer."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def __aenter__(self) -> VoxEngineEmulator:
         self._changed = anyio.Event()
         await self._host.__aenter__()
+        for session in self._sessions.values():
+            if session.terminating:  # ended before the emulator served
+                self._host.start_soon(self._terminate_later, session)
         return self
 
     async def __aexit__(
@@ -262,8 +288,36 @@ class VoxEngineEmulator:
     # -- scenario-side events --------------------------------------------------------------------
 
     def hang_up(self, session: str = "s1") -> None:
-        """The caller hung up: later new actions in ``session`` get ``call_ended``."""
-        self._session(session).ended = True
+        """The caller hung up: later new actions in ``session`` get ``call_ended``, and the session
+        is terminated ``terminate_grace_s`` later."""
+        self._end_session(self._session(session))
+
+    def terminated(self, session: str = "s1") -> bool:
+        return self._session(session).terminated
+
+    async def wait_terminated(self, session: str = "s1", *, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until ``session`` was terminated; raises ``TimeoutError``."""
+        state = self._session(session)
+        with anyio.fail_after(timeout):
+            while not state.terminated:
+                assert self._changed is not None, "VoxEngineEmulator is not serving; use `async with`"
+                await self._changed.wait()
+
+    def _end_session(self, state: _Session) -> None:
+        """The scenario's ``endSession``: no more agent control, ``terminate`` after the grace."""
+        state.ended = True
+        if state.terminating:
+            return
+        state.terminating = True
+        if self._changed is not None:  # serving; otherwise scheduled when it starts
+            self._host.start_soon(self._terminate_later, state)
+
+    async def _terminate_later(self, state: _Session) -> None:
+        await anyio.sleep(self.terminate_grace_s)
+        if all(s.terminated or s is state for s in self._sessions.values()):
+            await self._host.stop_listening()  # before it shows as terminated: then nothing listens
+        state.terminated = True
+        self._notify()
 
     def transfer_connected(self, session: str = "s1") -> None:
         """The transfer target answered: the agent no longer controls the call (``call_ended``)."""
@@ -373,6 +427,10 @@ class VoxEngineEmulator:
         path = request.target.decode("latin-1").split("?", 1)[0]
         match = _PATH.fullmatch(path)
         session = self._by_token.get(match.group(2)) if match else None
+        if session is not None and session.terminated:
+            self.unanswered += 1
+            self._notify()
+            return False  # a dead session: the connection closes unanswered
         if session is None or match is None or match.group(1) != session.id:
             if path == "/" and method in ("HEAD", "GET", "OPTIONS"):
                 self.warmups += 1
@@ -403,6 +461,8 @@ class VoxEngineEmulator:
             status = fault.status
         elif fault.kind in ("hang", "drop"):
             status = None
+        elif fault.kind == "overrun":
+            status = 500
         self.requests.append(
             RecordedRequest(
                 time=arrived,
@@ -428,6 +488,10 @@ class VoxEngineEmulator:
             return False
         if fault is not None and fault.kind == "slow":
             await anyio.sleep(fault.delay_s)
+        if fault is not None and fault.kind == "overrun":
+            await anyio.sleep(self.callback_limit_s)
+            await _send(conn, stream, 500, [], b"")
+            return complete
         if fault is not None and fault.kind == "status":
             extra = []
             if fault.retry_after_s is not None:
@@ -490,7 +554,7 @@ class VoxEngineEmulator:
                 return _refuse("transfer_in_progress")
             session.transfer_in_progress = True
         else:
-            session.ended = True
+            self._end_session(session)
         text = (summary if isinstance(summary, str) else "") if action == "call_transfer" else None
         self.effects.append(Effect(self._clock(), session.name, action, action_id, text))
         self._notify()

@@ -6,11 +6,11 @@ One trace per call (docs/tracing.md has the full table):
     ├── agent.turn                        AgentTurnStarted → AgentTurnEnded (speech played)
     ├── user.turn                         UserTurnStarted → UserTurnEnded
     ├── execute_tool {name}               AgentToolCalled → AgentToolReturned
-    └── control {kind}                    enqueued → accepted / failed / cancelled
+    └── control {kind}                    enqueued → accepted / failed / cancelled / session_ended
         └── POST                          one per attempt (httpx instrumentation)
 
 The action span carries an event per step (enqueued, armed, released, sent, answered, retry,
-accepted/failed/cancelled) and a link to the agent turn whose end released it; the tool span
+accepted/failed/cancelled/session_ended) and a link to the agent turn whose end released it; the tool span
 that requested it links to it. Every hook runs on the event loop, quickly, and never raises
 (`ObserverGroup` contains it anyway).
 
@@ -66,7 +66,12 @@ _EVENT_KEYS = {
     "wait_s": c.EVENT_RETRY_WAIT_S,
     "status": c.HTTP_RESPONSE_STATUS_CODE,
 }
-_OUTCOMES = {"accepted": "delivered", "failed": "failed", "cancelled": "cancelled"}
+_OUTCOMES = {
+    "accepted": "delivered",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "session_ended": "session_ended",
+}
 
 
 class EpochClock:

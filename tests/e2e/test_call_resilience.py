@@ -11,6 +11,7 @@ from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
 from lab.call_lab import CallLab
 from lab.faults import FaultPlan
+from lab.harness_profile import FAITHFUL, IDEALISED
 from lab.scripted_llm import LlmReply, ToolCallSpec
 from lab.tts_model import TtsModel
 from tests.product_tasks import product_tasks
@@ -64,12 +65,13 @@ async def test_stale_turn_end_of_the_interrupted_introduction_does_not_release()
 
 
 async def test_turn_ends_during_a_slow_reply_never_cancel_it() -> None:
-    # The reply streams slower than it is spoken: the harness goes idle between its words,
-    # and each AgentTurnEnded is observed while the LLM response is still in flight.
+    # The reply streams slower than it is spoken. The idealised harness goes idle between its
+    # words (the hardest case for the run filter): each AgentTurnEnded is observed while the LLM
+    # response is still in flight.
     lead_in = "One moment please."
     reply = LlmReply(text=lead_in, tool_calls=(TRANSFER,), first_token_delay_s=0.1, chunk_delay_s=0.35)
     async with CallLab([reply]) as lab:
-        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=8)) as sim:
+        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=8), profile=IDEALISED) as sim:
             await sim.wait_agent_turn_end(1)
             await sim.user_says("I need a human")
             await lab.emulator.wait_for_effects(1, timeout=10)
@@ -83,6 +85,25 @@ async def test_turn_ends_during_a_slow_reply_never_cancel_it() -> None:
     assert confirming.text.endswith(prompt.TRANSFER_CONFIRMATION)
     [request] = lab.emulator.requests
     assert confirming.ended_at is not None and 0 <= request.time - confirming.ended_at <= 0.3
+
+
+async def test_a_slow_reply_is_one_turn_for_the_faithful_harness_and_the_action_waits_for_its_end() -> None:
+    # The real harness keeps the turn open until response_end (line/voice_agent_app.py
+    # _send_response_end): the pauses between chunks are silence inside one turn.
+    lead_in = "One moment please."
+    reply = LlmReply(text=lead_in, tool_calls=(TRANSFER,), first_token_delay_s=0.1, chunk_delay_s=0.35)
+    async with CallLab([reply]) as lab:
+        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=8), profile=FAITHFUL) as sim:
+            await sim.wait_agent_turn_end(1)
+            await sim.user_says("I need a human")
+            await lab.emulator.wait_for_effects(1, timeout=10)
+            await sim.wait_until_idle()
+        await lab.wait_calls_ended(1)
+    _intro, confirming = sim.timeline.turns()
+    assert confirming.text == f"{lead_in} {prompt.TRANSFER_CONFIRMATION}"
+    [request] = lab.emulator.requests
+    assert confirming.stopped_at is not None and confirming.ended_at is not None
+    assert 0 <= request.time - confirming.ended_at <= 0.3
 
 
 async def test_no_task_of_the_call_outlives_it() -> None:

@@ -33,7 +33,9 @@ async def test_a_call_reaches_voxengine_by_its_real_host_name_once_right_after_t
         async with running_server([sys.executable, "main.py"], env, port) as (proc, log):
             metadata = emulator.start_metadata()
             assert metadata["vox_session_control_url"].startswith(f"https://{LAB_CONTROL_HOST}:")
-            async with HarnessSimulator.connect(f"ws://127.0.0.1:{port}/ws", metadata=metadata, tts=TTS) as sim:
+            async with HarnessSimulator.connect(
+                f"ws://127.0.0.1:{port}/ws", metadata=metadata, tts=TTS
+            ) as sim:
                 await sim.wait_agent_turn_end(1, timeout_s=30)
                 await sim.user_says("Let me speak to someone.")
                 confirmation = await sim.wait_agent_turn_end(2, timeout_s=30)
@@ -105,6 +107,8 @@ def test_without_an_llm_key_the_process_exits_at_once_naming_it(argv: list[str])
     ],
 )
 def test_a_malformed_setting_stops_the_process_at_once_naming_it(variable: str, value: str) -> None:
-    done = run_main([sys.executable, "main.py"], {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "k", variable: value})
+    done = run_main(
+        [sys.executable, "main.py"], {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "k", variable: value}
+    )
     assert done.returncode == 2
     assert f"configuration error: {variable}" in done.stderr

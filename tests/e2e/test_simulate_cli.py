@@ -28,7 +28,7 @@ def test_simulate_prints_the_timeline_and_writes_the_calls_spans(tmp_path: Path)
     ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr
-    assert "== transfer-short · policy: turn-end ==" in done.stdout
+    assert "== transfer-short · policy: turn-end · harness: faithful ==" in done.stdout
     assert "call_transfer: accepted" in done.stdout and "after the confirming speech ended" in done.stdout
     assert "[1/1] transfer-short" in done.stderr  # progress
     spans = read_spans_json(spans_file)

@@ -43,6 +43,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
 from lab.harness import HarnessSimulator, Timeline, TimelineEvent, TtsModel, parse_output
+from lab.harness_profile import FAITHFUL, IDEALISED, HarnessProfile, WordAcks
 
 pytestmark = pytest.mark.anyio
 
@@ -185,6 +186,7 @@ async def test_wire_shapes_round_trip_through_the_sdk_models() -> None:
             f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}",
             metadata={"vox_session_control_url": CONTROL_URL},
             tts=tts,
+            profile=IDEALISED,
             call_id="c-9",
             from_="+15551230000",
             to="+15559870000",
@@ -245,7 +247,7 @@ async def test_agent_text_plays_on_the_model_schedule() -> None:
     intro = "Hello there, this is the lab agent speaking to you now."
     tts = TtsModel(first_audio_s=0.2, words_per_s=10.0, jitter_s=0.05, seed=7)
     probe = Probe(on(CallStarted=[AgentSendText(text=intro)]))
-    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts) as sim:
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=IDEALISED) as sim:
         turn = await sim.wait_agent_turn_end(1, timeout_s=5)
         agent_end = await probe.seen.wait_for("AgentTurnEnded", timeout_s=5)
 
@@ -279,7 +281,7 @@ async def test_playback_catches_up_after_a_loop_stall_without_drift() -> None:
     text = " ".join(["tick"] * 12)
     tts = TtsModel(first_audio_s=0.05, words_per_s=10.0)
     probe = Probe(on(CallStarted=[AgentSendText(text=text)]))
-    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts) as sim:
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=IDEALISED) as sim:
         await sim.timeline.wait_until(lambda: len(sim.timeline.of_kind("agent_word")) >= 3, timeout_s=5)
         time.sleep(0.25)  # noqa: ASYNC251 -- stall the event loop on purpose
         turn = await sim.wait_agent_turn_end(1, timeout_s=5)
@@ -302,7 +304,7 @@ async def test_streamed_chunks_join_one_turn_and_later_text_opens_the_next() -> 
             AgentTurnEnded=[AgentSendText(text="Second turn.")],
         )
     )
-    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts) as sim:
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=IDEALISED) as sim:
         first = await sim.wait_agent_turn_end(1, timeout_s=5)
         second = await sim.wait_agent_turn_end(2, timeout_s=5)
         await probe.seen.wait_for(
@@ -320,7 +322,7 @@ async def test_barge_in_truncates_speech_and_the_agent_sees_the_user_turn() -> N
     intro = " ".join(f"word{i}" for i in range(1, 21))  # 2 s at 10 words/s
     tts = TtsModel(first_audio_s=0.05, words_per_s=10.0)
     probe = Probe(on(CallStarted=[AgentSendText(text=intro)], UserTurnEnded=[AgentSendText(text="Sure.")]))
-    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts) as sim:
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=IDEALISED) as sim:
         interrupted = await sim.barge_in(after_s=0.55, text="wait a moment")
         reply = await sim.wait_agent_turn_end(2, timeout_s=5)
         await probe.seen.wait_for("UserTurnEnded", timeout_s=5)
@@ -435,7 +437,7 @@ async def test_action_after_turn_end_is_measured_on_one_clock() -> None:
 
     probe = Probe(reply)
     tts = TtsModel(first_audio_s=0.1, words_per_s=12.0, jitter_s=0.05)
-    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts) as sim:
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=IDEALISED) as sim:
         await sim.user_says("I want a human")
         turn = await sim.wait_agent_turn_end(1, timeout_s=5)
         await sim.wait_for("tool_call", where=lambda e: e.detail["result"] == "ok", timeout_s=5)
@@ -511,3 +513,82 @@ async def test_an_error_in_the_body_propagates_unwrapped() -> None:
             async with HarnessSimulator.connect(url) as sim:
                 raise KeyError("from the body")
     assert sim.closed
+
+
+# ---------------------------------------------------------------- the faithful profile
+
+QUICK_CLOSE = HarnessProfile("test", closes_turns=True, inactivity_s=0.6, acks=WordAcks())
+
+
+async def test_faithful_a_turn_ends_only_once_its_audio_played_and_the_response_ended() -> None:
+    # The task yields its text, then works on for 0.8 s: response_end comes after the audio.
+    tts = TtsModel(first_audio_s=0.05, words_per_s=20.0)
+    probe = Probe(on(CallStarted=[AgentSendText(text="One two three."), 0.8]))
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=FAITHFUL) as sim:
+        turn = await sim.wait_agent_turn_end(1, timeout_s=5)
+    tl = sim.timeline
+    [end] = tl.of_kind("response_end")
+    [closed] = tl.of_kind("agent_turn_closed")
+    assert closed.detail["by"] == "response_end"
+    assert turn.stopped_at is not None and turn.ended_at is not None
+    assert turn.stopped_at < end.at <= turn.ended_at  # audio over first; idle only after response_end
+    assert turn.ended_at - turn.stopped_at >= 0.8 - 0.3 - 0.05
+
+
+async def test_faithful_without_response_end_the_inactivity_timer_closes_the_turn() -> None:
+    tts = TtsModel(first_audio_s=0.05, words_per_s=20.0)
+    probe = Probe(on(CallStarted=[AgentSendText(text="Hold on."), 5.0]))  # the task outlives the test
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=QUICK_CLOSE) as sim:
+        turn = await sim.wait_agent_turn_end(1, timeout_s=5)
+    tl = sim.timeline
+    [text] = tl.of_kind("agent_text_received")
+    [closed] = tl.of_kind("agent_turn_closed")
+    assert closed.detail["by"] == "inactivity" and not tl.of_kind("response_end")
+    assert turn.ended_at is not None
+    assert 0.6 - 0.01 <= turn.ended_at - text.at <= 0.6 + 0.2
+
+
+async def test_faithful_text_before_the_close_plays_in_the_same_turn_and_after_it_opens_the_next() -> None:
+    tts = TtsModel(first_audio_s=0.02, words_per_s=40.0)
+    probe = Probe(
+        on(
+            CallStarted=[AgentSendText(text="First part."), 0.3, AgentSendText(text="Second part.")],
+            UserTurnEnded=[AgentSendText(text="Another turn.")],
+        )
+    )
+    async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=FAITHFUL) as sim:
+        first = await sim.wait_agent_turn_end(1, timeout_s=5)
+        await sim.user_says("hello")
+        second = await sim.wait_agent_turn_end(2, timeout_s=5)
+    tl = sim.timeline
+    # The audio of "First part." ended before "Second part." arrived: still one turn.
+    assert len([e for e in tl.of_kind("agent_playback_ended") if e.detail["turn"] == 1]) == 2
+    assert first.text == "First part. Second part." and second.text == "Another turn."
+    assert len(tl.of_kind("agent_turn_started")) == 2
+    assert [e.detail["by"] for e in tl.of_kind("agent_turn_closed")] == ["response_end", "response_end"]
+
+
+async def test_faithful_acknowledgements_merge_drop_punctuate_and_lag_but_keep_their_order() -> None:
+    text = " ".join(f"word{i}" for i in range(1, 41))
+    acks = WordAcks(merge_p=0.3, drop_p=0.15, full_stop_p=1.0, lag_max_s=0.08)
+    profile = HarnessProfile("noisy", closes_turns=True, inactivity_s=2.5, acks=acks)
+    tts = TtsModel(first_audio_s=0.02, words_per_s=40.0, seed=11)
+
+    async def play() -> list[TimelineEvent]:
+        probe = Probe(on(CallStarted=[AgentSendText(text=text)]))
+        async with serve_app(probe) as url, HarnessSimulator.connect(url, tts=tts, profile=profile) as sim:
+            await sim.wait_agent_turn_end(1, timeout_s=5)
+            await sim.wait_until_idle(timeout_s=5)
+            await probe.seen.wait_for("AgentTurnEnded", timeout_s=5)
+        return sim.timeline.of_kind("agent_word")
+
+    words = await play()
+    contents = [w.detail["word"] for w in words]
+    covered = [x for w in words for x in w.detail["words"]]
+    assert any(len(w.detail["words"]) > 1 for w in words), "no merge"  # seeded: these hold
+    assert len(covered) < 40, "no drop"
+    assert contents[-1].endswith("word40."), "no full stop on the turn's last word"
+    assert all(" " not in c for c in contents)  # the harness strips whitespace
+    assert covered == sorted(covered, key=lambda w: int(w.removeprefix("word")))  # in order
+    assert all(0 <= w.detail["late_s"] <= 0.08 + 0.05 for w in words)
+    assert [w.detail["word"] for w in await play()] == contents  # the same seed, the same acks

@@ -735,3 +735,63 @@ async def test_contract_case(client: httpx.AsyncClient, case: dict[str, Any]) ->
                 assert actual.get("duplicate") is not True, (number, actual)
             kinds = sorted({EFFECT_KINDS[e.action] for e in emu.effects[effects_before:]})
             assert kinds == sorted(set(expect["effects"])), (number, kinds)
+
+
+# -- what VoxEngine does around the contract -------------------------------------------------------
+
+
+async def test_the_contract_sees_only_x_headers(client: httpx.AsyncClient) -> None:
+    # voxengine.d.ts _HttpRequestEvent.headers: "the ones starting with X-".
+    async with VoxEngineEmulator(secret=SECRET, wall_clock=lambda: NOW) as emu:
+        body = encode({"id": "h1", "action": "end_call"})
+        signature = sign_body(SECRET, body, int(NOW))
+        unseen = await post(client, emu.control_url(), body, headers={"Vox-Signature": signature})
+        seen = await post(client, emu.control_url(), body, headers={"X-Vox-Signature": signature})
+    assert unseen == {"ok": False, "error": "missing_signature"}
+    assert seen == {"ok": True, "id": "h1", "action": "end_call"}
+    assert emu.requests[0].headers["vox-signature"] == signature  # recorded, not shown to the scenario
+
+
+async def test_a_hang_up_terminates_the_session_after_the_grace(client: httpx.AsyncClient) -> None:
+    async with VoxEngineEmulator(terminate_grace_s=0.3) as emu:
+        url = emu.control_url()
+        accepted_at = anyio.current_time()
+        assert (await post(client, url, {"id": "e1", "action": "end_call"}))["ok"] is True
+        assert await post(client, url, {"id": "e2", "action": "end_call"}) == {
+            "ok": False,
+            "error": "call_ended",
+        }
+        await emu.wait_terminated(timeout=5)
+        assert anyio.current_time() - accepted_at >= 0.3 - 0.01
+        with pytest.raises(httpx.ConnectError):  # the only session is gone: nothing listens
+            await client.post(url, content=body_of("e3"))
+    assert [r.id for r in emu.requests] == ["e1", "e2"]
+
+
+async def test_a_terminated_session_answers_nothing_while_others_go_on(client: httpx.AsyncClient) -> None:
+    async with VoxEngineEmulator(terminate_grace_s=0.1) as emu:
+        gone, alive = emu.control_url("gone"), emu.control_url("alive")
+        emu.hang_up("gone")
+        await emu.wait_terminated("gone", timeout=5)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post(gone, content=body_of("g1"))
+        assert (await post(client, alive, {"id": "a1", "action": "call_transfer"}))["ok"] is True
+    assert emu.unanswered == 1 and [r.session for r in emu.requests] == ["alive"]
+
+
+async def test_an_overrun_handler_is_cut_at_the_callback_limit_without_effect(
+    client: httpx.AsyncClient,
+) -> None:
+    faults = FaultPlan(sequence=[Fault.overrun()])
+    async with VoxEngineEmulator(faults=faults, callback_limit_s=0.2) as emu:
+        started = anyio.current_time()
+        response = await client.post(emu.control_url(), content=body_of("o1"))
+        elapsed = anyio.current_time() - started
+        assert response.status_code == 500 and emu.effects == []
+        assert await post(client, emu.control_url(), body_of("o1")) == {
+            "ok": True,
+            "id": "o1",
+            "action": "end_call",
+        }
+    assert 0.2 - 0.01 <= elapsed < 2.0
+    assert [e.id for e in emu.effects] == ["o1"]

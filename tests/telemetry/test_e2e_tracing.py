@@ -21,6 +21,7 @@ from lab.asgi_server import serve_on_loopback, server_port
 from lab.call_lab import CallRecorder
 from lab.faults import Fault, FaultPlan
 from lab.harness import HarnessSimulator
+from lab.harness_profile import IDEALISED
 from lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
 from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from lab.timeline import Turn
@@ -89,6 +90,7 @@ async def play_transfer(provider: TracerProvider, receiver: OtlpReceiver) -> Tra
                 f"ws://127.0.0.1:{server_port(server)}/ws",
                 metadata={"vox_session_control_url": control_url},
                 tts=TTS,
+                profile=IDEALISED,  # every word acknowledged, so the turn's characters are exact
                 call_id="trace-call-1",
                 from_="+15550001234",
             ) as sim:

@@ -7,10 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from agent.settings import Settings, SettingsError
 
@@ -45,20 +45,31 @@ def test_required_vars_are_exactly_what_the_server_needs_to_start() -> None:
 
 def test_runtime_dependencies_leave_the_lab_bench_and_checks_to_extras() -> None:
     runtime = " ".join(PYPROJECT["project"]["dependencies"]).lower()
-    for extra in ("matplotlib", "cryptography", "hypothesis", "pytest", "mypy", "ruff", "opentelemetry-proto"):
+    for extra in (
+        "matplotlib",
+        "cryptography",
+        "hypothesis",
+        "pytest",
+        "mypy",
+        "ruff",
+        "opentelemetry-proto",
+    ):
         assert extra not in runtime, extra
     assert set(PYPROJECT["project"]["optional-dependencies"]) >= {"lab", "bench", "test"}
     assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"] == ["agent*", "telemetry*"]
 
 
 def test_the_deployed_agent_imports_nothing_of_the_lab() -> None:
-    probe = (
-        "import json, sys, main; "
-        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
-    )
+    probe = "import json, sys, main; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "k", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     imported = set(json.loads(done.stdout.splitlines()[-1]))
     assert {"main", "agent", "telemetry"} <= imported

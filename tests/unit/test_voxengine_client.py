@@ -144,3 +144,26 @@ async def test_signed_requests_are_accepted_by_a_signing_receiver() -> None:
     assert wrong == Delivery(False, "refused:bad_signature", 1)
     assert unsigned == Delivery(False, "refused:missing_signature", 1)
     assert emulator.requests[0].headers["x-vox-signature"].startswith("t=")
+
+
+async def test_a_hang_up_whose_answer_was_lost_ends_as_session_ended_once_the_session_is_gone() -> None:
+    # VoxEngine takes the hang-up at once but its answer is slow; the scenario terminates the
+    # session 1 s later, which closes the connection unanswered, and then nothing listens.
+    policy = RetryPolicy(deadline_s=6.0, attempt_timeout_s=2.0, backoff_initial_s=0.05, backoff_max_s=0.1)
+    faults = FaultPlan(sequence=(Fault.slow(5.0),))
+    async with VoxEngineEmulator(faults=faults, terminate_grace_s=1.0) as emulator:
+        result, events = await deliver(emulator, ControlAction(END_CALL), policy=policy)
+        assert emulator.terminated()
+    assert [e.action for e in emulator.effects] == ["end_call"]
+    assert result == Delivery(False, "session_ended", 2)
+    answers = [attrs["reason"] for name, attrs in events if name == "answered"]
+    assert answers == ["connection_lost", "connect_error"]
+
+
+async def test_a_transfer_is_never_taken_for_a_session_that_ended() -> None:
+    # Nothing listening before anything was sent proves nothing: retried to the deadline.
+    async with VoxEngineEmulator() as emulator:
+        url = emulator.control_url()
+    policy = RetryPolicy(deadline_s=0.6, attempt_timeout_s=0.2, backoff_initial_s=0.02, backoff_max_s=0.05)
+    result, _ = await deliver(emulator, ControlAction(END_CALL), policy=policy, url=url)
+    assert result.reason == "deadline_exceeded:connect_error"
