@@ -7,7 +7,10 @@
  *   AppEvents.CallAlerting → answer, read settings from ApplicationStorage, create the Cartesia
  *                            Agents client, bridge media, start the agent with the control URL in
  *                            its metadata (vox_session_control_url);
- *   AppEvents.HttpRequest  → the agent's control requests, per docs/control-contract.md.
+ *   AppEvents.HttpRequest  → the agent's control requests, per docs/control-contract.md;
+ *   after an accepted call_transfer, each milestone (ringing, connected, failed) goes back to the
+ *   agent as a custom event on its WebSocket (the contract's "Outcome events"), and a failed
+ *   transfer leaves the caller with the agent.
  *
  * The file has three parts:
  *   1. settings and constants;
@@ -39,6 +42,11 @@ const STORAGE_KEYS = {
   transferNumber: 'TRANSFER_NUMBER',
   pstnCallerId: 'PSTN_CALLER_ID',
   controlSecret: 'VOX_CONTROL_SECRET',
+  // Transfer tuning, all optional (see readTransferOptions):
+  ringTimeout: 'TRANSFER_RING_TIMEOUT_S',
+  whisper: 'TRANSFER_WHISPER',
+  whisperTimeout: 'TRANSFER_WHISPER_TIMEOUT_S',
+  whisperVoice: 'TRANSFER_WHISPER_VOICE',
 };
 
 /**
@@ -47,10 +55,35 @@ const STORAGE_KEYS = {
  */
 const REQUIRED_SETTINGS = ['apiKey', 'agentId', 'transferNumber', 'pstnCallerId'];
 
-/** What the caller hears when the transfer target cannot be reached, before we hang up. */
+/**
+ * What the caller hears when a transfer fails and the agent is gone (nobody is left to take the
+ * caller back), before we hang up. While the agent is there, it is told instead and speaks itself.
+ */
 const TRANSFER_BUSY_MESSAGE = 'Sorry, the line is busy right now. Please call again later. Goodbye.';
 const TRANSFER_FAILED_MESSAGE = 'Sorry, I could not connect your call. Please call again later. Goodbye.';
-const SIP_BUSY = 486;
+
+/**
+ * Transfer tuning and its ApplicationStorage limits. A value outside (0, max], or not a plain
+ * decimal number of seconds, is logged and replaced by the default.
+ *   ring timeout: VoxEngine.callPSTN has no ring-timeout option (CallPSTNParameters: amd,
+ *     followDiversion only), so a timer hangs the ringing leg up; the network itself gives up
+ *     with Failed 408 after about 60 s ("can trigger the Failed event in 60 sec").
+ *   whisper: the summary said to the target before the bridge, bounded by its own timeout in
+ *     case PlaybackFinished never comes.
+ */
+const TRANSFER_DEFAULTS = { ringTimeoutS: 30, whisper: true, whisperTimeoutS: 15 };
+const TRANSFER_MAX_RING_TIMEOUT_S = 120;
+const TRANSFER_MAX_WHISPER_TIMEOUT_S = 60;
+
+/**
+ * Call.say: "If text length exceeds 1500 characters the PlaybackFinished event is triggered with
+ * error description" (voxengine.d.ts, Call.say). A longer summary (the contract allows 2000) is
+ * cut to 1500 UTF-16 units, never inside a surrogate pair.
+ */
+const WHISPER_MAX_LENGTH = 1500;
+
+/** CallEvents.Failed codes → the contract's failure reasons; any other code is 'error'. */
+const FAILURE_REASON_BY_CODE = { 486: 'busy', 600: 'busy', 408: 'no_answer', 480: 'no_answer', 603: 'rejected' };
 
 /** Hang up anyway if the goodbye message never reports PlaybackFinished. */
 const ANNOUNCEMENT_TIMEOUT_MS = 20000;
@@ -220,7 +253,8 @@ function refusal(code) {
  *   hmacSha256Hex(k, d) → lowercase hex HMAC-SHA256;
  *   agentInControl()    → the agent may still act on the call;
  *   transferUnderWay()  → a transfer was accepted and is not finished;
- *   perform(command)    → starts the telephony effect of an accepted command; must not throw.
+ *   perform(command)    → starts the telephony effect of an accepted command {id, action, summary};
+ *                         must not throw.
  *
  * The handler takes {method, body, headers (normalized)} and returns {response, id, action}; id
  * and action are set only once they are known to be valid (they are safe to log).
@@ -271,10 +305,85 @@ function createControlHandler(deps) {
 
     const response = decide(command, id);
     seen.remember(id, response);
-    if (response.ok) deps.perform({ action: command.action, summary: command.summary || '' });
+    if (response.ok) deps.perform({ id: id, action: command.action, summary: command.summary || '' });
     const knownAction = CONTROL.ACTIONS.indexOf(command.action) >= 0 ? command.action : null;
     return { response: response, id: id, action: knownAction };
   };
+}
+
+// --- transfer outcomes (pure as well) -----------------------------------------------------------
+
+/**
+ * A number of seconds from ApplicationStorage: {value, problem}. Absent or blank → the default,
+ * silently; anything but a plain decimal ("30", "0.5") in (0, max] → the default and a problem to log.
+ */
+function parseSeconds(raw, fallback, max) {
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  if (!text) return { value: fallback, problem: null };
+  const value = /^\d{1,6}(\.\d{1,6})?$/.test(text) ? Number(text) : NaN;
+  if (value > 0 && value <= max) return { value: value, problem: null };
+  return { value: fallback, problem: 'not a number of seconds in (0, ' + max + ']' };
+}
+
+/**
+ * The transfer tuning from the loaded settings (strings or null): {ringTimeoutMs, whisper,
+ * whisperTimeoutMs, whisperVoiceName, problems: [text to log]}. Never throws.
+ */
+function readTransferOptions(settings) {
+  const problems = [];
+  const seconds = (name, fallback, max) => {
+    const parsed = parseSeconds(settings[name], fallback, max);
+    if (parsed.problem) {
+      problems.push(STORAGE_KEYS[name] + ' "' + forLog(settings[name], 40) + '" is ' + parsed.problem + '; using ' + fallback);
+    }
+    return parsed.value;
+  };
+  const ringTimeoutS = seconds('ringTimeout', TRANSFER_DEFAULTS.ringTimeoutS, TRANSFER_MAX_RING_TIMEOUT_S);
+  const whisperTimeoutS = seconds('whisperTimeout', TRANSFER_DEFAULTS.whisperTimeoutS, TRANSFER_MAX_WHISPER_TIMEOUT_S);
+  let whisper = TRANSFER_DEFAULTS.whisper;
+  const switchText = typeof settings.whisper === 'string' ? settings.whisper.trim().toLowerCase() : '';
+  if (switchText === 'off') whisper = false;
+  else if (switchText === 'on') whisper = true;
+  else if (switchText) problems.push(STORAGE_KEYS.whisper + ' "' + forLog(settings.whisper, 40) + '" is neither on nor off; using on');
+  const voiceName = typeof settings.whisperVoice === 'string' ? settings.whisperVoice.trim() : '';
+  return {
+    ringTimeoutMs: Math.round(ringTimeoutS * 1000),
+    whisper: whisper,
+    whisperTimeoutMs: Math.round(whisperTimeoutS * 1000),
+    whisperVoiceName: voiceName || null,
+    problems: problems,
+  };
+}
+
+/** A SIP code as the contract's integer sip_code, or null (absent, not an integer, not 100–699). */
+function sipCodeOf(code) {
+  const value = typeof code === 'string' && /^\d{3}$/.test(code.trim()) ? Number(code.trim()) : code;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 100 && value <= 699 ? value : null;
+}
+
+/** The contract's reason for a CallEvents.Failed of the ringing leg. */
+function failureReasonForCode(sipCode) {
+  return (sipCode !== null && hasOwn(FAILURE_REASON_BY_CODE, sipCode) && FAILURE_REASON_BY_CODE[sipCode]) || 'error';
+}
+
+/** What the target hears before the bridge: the summary, cut to what Call.say plays; '' for none. */
+function whisperText(summary) {
+  if (typeof summary !== 'string' || summary === '') return '';
+  if (summary.length <= WHISPER_MAX_LENGTH) return summary;
+  let end = WHISPER_MAX_LENGTH;
+  const last = summary.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--; // do not split a surrogate pair
+  return summary.slice(0, end);
+}
+
+/** The custom event's metadata for one milestone (docs/control-contract.md, "Outcome events"). */
+function outcomeMetadata(id, status, reason, sipCode) {
+  const metadata = { vox_event: 'action_outcome', id: id, action: 'call_transfer', status: status };
+  if (status === 'failed') {
+    metadata.reason = reason || 'error';
+    if (sipCode !== null && sipCode !== undefined) metadata.sip_code = sipCode;
+  }
+  return metadata;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,19 +391,29 @@ function createControlHandler(deps) {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Phases: idle → starting → active → transferring → transferred, or → announcing (transfer
- * failed, telling the caller), and → ended from anywhere. The agent controls the call only while
- * active or transferring; after the hand-off to the transfer target it no longer does.
+ * Phases: idle → starting → active → transferring → transferred; a failed transfer goes back to
+ * active (the agent has the caller again and may ask for another transfer), or, when the agent is
+ * gone, → announcing (the caller is told, then hung up); → ended from anywhere. The agent controls
+ * the call only while active or transferring; after the hand-off to the target it no longer does.
+ *
+ * While transferring, session.transfer is the transfer under way:
+ *   {id, summary, leg, stage: 'dialling' | 'whispering' | 'over', ringingSent, ringTimer, whisperTimer}.
+ * Every consult-leg event handler is bound to its transfer object and acts only while that object
+ * is still session.transfer, so late events of a leg we gave up on (our own hangup comes back as
+ * Failed 487 or Disconnected) and of an earlier failed transfer change nothing.
  */
 const session = {
   phase: 'idle',
   controlUrl: null,
   settings: null,
+  transferOptions: null, // readTransferOptions() + whisperVoice (the resolved VoiceList entry or null)
   caller: null, // leg: {name, call, ended}
-  consult: null, // leg of the transfer target
+  consult: null, // leg of the transfer target (while dialling, whispering, or bridged)
+  transfer: null,
   agent: null, // Cartesia.AgentsClient
   agentBridged: false,
-  agentStopped: false,
+  agentStopped: false, // we closed it
+  agentGone: false, // its WebSocket closed or failed without us closing it
   announcementTimer: null,
 };
 
@@ -352,12 +471,21 @@ function stopAgent() {
   safely('close agent', () => client.close());
 }
 
-/** Ends everything once: agent, transfer leg, caller, then (after the grace period) the session. */
-function endSession(reason) {
+/**
+ * Ends everything once: the transfer under way (the agent is told, best effort, while it is still
+ * connected), the agent, the transfer leg, the caller, then (after the grace period) the session.
+ * `transferReason` is the failure reason reported for a transfer still under way.
+ */
+function endSession(reason, transferReason) {
   if (session.phase === 'ended') return;
   session.phase = 'ended';
   log('ending call: ' + reason);
   if (session.announcementTimer !== null) clearTimeout(session.announcementTimer);
+  const transfer = session.transfer;
+  if (transfer) {
+    endTransfer(transfer);
+    reportOutcome(transfer, 'failed', transferReason || 'error', null, reason);
+  }
   stopAgent();
   hangUp(session.consult);
   hangUp(session.caller);
@@ -366,54 +494,189 @@ function endSession(reason) {
 
 // --- transfer ---------------------------------------------------------------------------------
 
-/** Blind transfer: dial the target; the agent stays on the line until the target answers. */
-function startTransfer(summary) {
+/**
+ * Dials the target; the caller stays with the agent while it rings. Runs inside the HTTP handler,
+ * after the request was accepted: `id` is the accepted request's, the one every outcome carries.
+ */
+function startTransfer(id, summary) {
   session.phase = 'transferring';
-  log('transfer requested; summary: ' + (summary ? forLog(summary, 2000) : '(none)'));
+  const transfer = { id: id, summary: summary, leg: null, stage: 'dialling', ringingSent: false, ringTimer: null, whisperTimer: null };
+  session.transfer = transfer;
+  log('transfer ' + id + ' requested; summary: ' + (summary ? forLog(summary, 2000) : '(none)'));
   const settings = session.settings;
   let call = null;
   const dialled = safely('dial transfer target', () => {
     call = VoxEngine.callPSTN(settings.transferNumber, settings.pstnCallerId);
   });
   if (!dialled || !call) {
-    announceTransferFailure(null, 'dial failed');
+    transferFailed(transfer, 'error', null, 'dial failed');
     return;
   }
   const leg = { name: 'consult', call: call, ended: false };
+  transfer.leg = leg;
   session.consult = leg;
-  call.addEventListener(CallEvents.Connected, () => onConsultConnected(leg));
-  call.addEventListener(CallEvents.Failed, (e) => onConsultFailed(leg, e));
-  call.addEventListener(CallEvents.Disconnected, () => onConsultDisconnected(leg));
+  const listening = safely('listen to the transfer leg', () => {
+    call.addEventListener(CallEvents.Ringing, () => onConsultRinging(transfer));
+    call.addEventListener(CallEvents.Connected, () => onConsultConnected(transfer));
+    call.addEventListener(CallEvents.Failed, (e) => onConsultFailed(transfer, e));
+    call.addEventListener(CallEvents.Disconnected, () => onConsultDisconnected(transfer));
+    call.addEventListener(CallEvents.PlaybackFinished, (e) => onWhisperFinished(transfer, e));
+  });
+  if (!listening) {
+    transferFailed(transfer, 'error', null, 'cannot follow the transfer leg');
+    return;
+  }
+  const ringTimeoutMs = session.transferOptions.ringTimeoutMs;
+  transfer.ringTimer = setTimeout(() => onRingTimeout(transfer, ringTimeoutMs), ringTimeoutMs);
 }
 
-function onConsultConnected(leg) {
-  if (session.phase !== 'transferring' || session.consult !== leg) return;
+function isCurrent(transfer, stage) {
+  return session.transfer === transfer && session.phase === 'transferring' && transfer.stage === stage;
+}
+
+/** Clears the transfer's timers and detaches it from the session; its leg's events then do nothing. */
+function endTransfer(transfer) {
+  transfer.stage = 'over';
+  if (transfer.ringTimer !== null) clearTimeout(transfer.ringTimer);
+  if (transfer.whisperTimer !== null) clearTimeout(transfer.whisperTimer);
+  transfer.ringTimer = null;
+  transfer.whisperTimer = null;
+  if (session.transfer === transfer) session.transfer = null;
+}
+
+function onConsultRinging(transfer) {
+  if (!isCurrent(transfer, 'dialling') || transfer.ringingSent) return; // once: the first Ringing
+  transfer.ringingSent = true;
+  reportOutcome(transfer, 'ringing', null, null, null);
+}
+
+function onRingTimeout(transfer, ringTimeoutMs) {
+  transfer.ringTimer = null;
+  if (!isCurrent(transfer, 'dialling')) return;
+  transferFailed(transfer, 'no_answer', null, 'no answer within ' + ringTimeoutMs / 1000 + ' s');
+}
+
+/** The target answered: whisper the summary to the target only, then bridge (completeTransfer). */
+function onConsultConnected(transfer) {
+  if (!isCurrent(transfer, 'dialling')) return;
+  clearTimeout(transfer.ringTimer);
+  transfer.ringTimer = null;
+  const options = session.transferOptions;
+  const text = options.whisper ? whisperText(transfer.summary) : '';
+  if (!text) {
+    log('transfer ' + transfer.id + ' answered; ' + (options.whisper ? 'no summary to whisper' : 'whisper off'));
+    completeTransfer(transfer);
+    return;
+  }
+  transfer.stage = 'whispering';
+  // Call.say plays into that call only: the caller, still bridged to the agent, never hears it.
+  const call = transfer.leg.call;
+  const said = safely('whisper to the transfer target', () => {
+    if (options.whisperVoice) call.say(text, { voice: options.whisperVoice });
+    else call.say(text);
+  });
+  if (!said) {
+    completeTransfer(transfer); // the target answered; a missing whisper is no reason to fail
+    return;
+  }
+  log('transfer ' + transfer.id + ' answered; whispering the summary to the target (' + text.length + ' characters)');
+  const whisperTimeoutMs = options.whisperTimeoutMs;
+  transfer.whisperTimer = setTimeout(() => onWhisperTimeout(transfer, whisperTimeoutMs), whisperTimeoutMs);
+}
+
+function onWhisperFinished(transfer, e) {
+  if (!isCurrent(transfer, 'whispering')) return;
+  if (e && e.error) log('whisper playback ended with an error: ' + forLog(e.error, 200));
+  completeTransfer(transfer);
+}
+
+function onWhisperTimeout(transfer, whisperTimeoutMs) {
+  transfer.whisperTimer = null;
+  if (!isCurrent(transfer, 'whispering')) return;
+  log('transfer ' + transfer.id + ': the whisper did not finish within ' + whisperTimeoutMs / 1000 + ' s; bridging');
+  completeTransfer(transfer);
+}
+
+/**
+ * The hand-off: the agent is told `connected` while it is still attached, then detached, then the
+ * caller is bridged to the target. The bridge also replaces whatever the target's leg was still
+ * playing (a call "can receive only one audio stream. A new incoming stream always replaces the
+ * previous one", Call.say), so a whisper cut by its timeout stops there.
+ */
+function completeTransfer(transfer) {
+  endTransfer(transfer);
+  reportOutcome(transfer, 'connected', null, null, null);
   stopAgent();
-  safely('bridge caller and transfer target', () => VoxEngine.sendMediaBetween(session.caller.call, leg.call));
+  safely('bridge caller and transfer target', () => VoxEngine.sendMediaBetween(session.caller.call, transfer.leg.call));
   session.phase = 'transferred';
-  log('transfer connected; the agent is off the call');
+  log('transfer ' + transfer.id + ': the caller is with the target; the agent is off the call');
 }
 
-function onConsultFailed(leg, e) {
-  leg.ended = true;
-  // Also reported after our own hangup of a leg still ringing (end_call, caller gone): ignore.
-  if (session.phase !== 'transferring' || session.consult !== leg) return;
-  announceTransferFailure(e && e.code, e && e.reason);
+function onConsultFailed(transfer, e) {
+  if (transfer.leg) transfer.leg.ended = true;
+  const code = sipCodeOf(e && e.code);
+  const detail = e && e.reason ? String(e.reason) : null;
+  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, failureReasonForCode(code), code, detail);
+  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, 'target_hung_up', code, detail);
+  // Otherwise: our own hangup of a leg we gave up on (ring timeout, end_call, caller gone), or a
+  // late event of an earlier transfer: nothing to do.
 }
 
-function onConsultDisconnected(leg) {
-  leg.ended = true;
-  if (session.consult !== leg) return;
-  if (session.phase === 'transferred') endSession('transfer target hung up');
-  else if (session.phase === 'transferring') announceTransferFailure(null, 'disconnected before answer');
+function onConsultDisconnected(transfer) {
+  const leg = transfer.leg;
+  if (leg) leg.ended = true;
+  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, 'error', null, 'the leg disconnected before it answered');
+  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, 'target_hung_up', null, null);
+  else if (session.phase === 'transferred' && session.consult === leg) endSession('transfer target hung up');
 }
 
-/** Tells the caller the transfer did not work, then hangs up (on PlaybackFinished or a timeout). */
-function announceTransferFailure(code, reason) {
+/**
+ * The transfer is over without a bridge: hang up its leg (if still up), give the caller back to
+ * the agent and tell it; when the agent cannot be told (gone), tell the caller and hang up.
+ */
+function transferFailed(transfer, reason, sipCode, detail) {
+  endTransfer(transfer);
+  hangUp(transfer.leg);
+  if (session.consult === transfer.leg) session.consult = null;
+  if (reportOutcome(transfer, 'failed', reason, sipCode, detail)) {
+    session.phase = 'active'; // the caller never left the agent; it has the call again
+    return;
+  }
+  announceTransferFailure(reason);
+}
+
+/**
+ * Sends one milestone to the agent (when it is still connected) and logs it once. Returns whether
+ * the agent was told. The agent's WebSocket and its closing are asynchronous: custom() throwing is
+ * taken as "the agent is gone" and falls back like a close would.
+ */
+function reportOutcome(transfer, status, reason, sipCode, detail) {
+  const metadata = outcomeMetadata(transfer.id, status, reason, sipCode);
+  let told = false;
+  if (agentConnected()) {
+    // ASSUMPTION: AgentsClient.custom(parameters) "Sends custom metadata to the agent" (Voximplant's
+    // Cartesia reference, typed as a plain Object); {metadata} is the shape start() takes, and it
+    // becomes Cartesia's {"event": "custom", "metadata": {...}}, which Line delivers as UserCustomSent.
+    told = safely('send the outcome to the agent', () => session.agent.custom({ metadata: metadata }));
+    if (!told) session.agentGone = true;
+  }
+  let line = 'transfer ' + transfer.id + ' ' + status;
+  if (metadata.reason) line += ' reason=' + metadata.reason;
+  if (metadata.sip_code !== undefined) line += ' sip_code=' + metadata.sip_code;
+  if (detail) line += ' (' + forLog(detail, 100) + ')';
+  log(line + (told ? '; agent told' : '; agent not told (gone)'));
+  return told;
+}
+
+function agentConnected() {
+  return Boolean(session.agent) && !session.agentStopped && !session.agentGone;
+}
+
+/** The agent is gone: tells the caller the transfer did not work, then hangs up (on PlaybackFinished or a timeout). */
+function announceTransferFailure(reason) {
   session.phase = 'announcing';
-  log('transfer failed: ' + forLog(code === null || code === undefined ? '-' : code, 10) + ' ' + forLog(reason || '', 100));
   stopAgent(); // the caller's single audio input is about to carry the message
-  const message = code === SIP_BUSY ? TRANSFER_BUSY_MESSAGE : TRANSFER_FAILED_MESSAGE;
+  const message = reason === 'busy' ? TRANSFER_BUSY_MESSAGE : TRANSFER_FAILED_MESSAGE;
   if (!safely('say transfer failure', () => session.caller.call.say(message))) {
     endSession('transfer failed');
     return;
@@ -421,17 +684,43 @@ function announceTransferFailure(code, reason) {
   session.announcementTimer = setTimeout(() => endSession('transfer failed (announcement timed out)'), ANNOUNCEMENT_TIMEOUT_MS);
 }
 
+/**
+ * The whisper voice: TRANSFER_WHISPER_VOICE names a VoiceList entry, "Amazon.en_US_Joanna" or
+ * "VoiceList.Amazon.Neural.en_US_Joanna" (CallSayParameters.voice is a Voice, "List of all
+ * supported voices: [VoiceList]"). null (the platform's default voice) when unset or unknown.
+ * ASSUMPTION: VoiceList's namespaces are plain objects whose properties are the Voice values.
+ */
+function resolveVoice(name) {
+  if (!name) return null;
+  const path = name.replace(/^VoiceList\./, '').split('.');
+  let value = typeof VoiceList === 'undefined' ? undefined : VoiceList;
+  for (const part of path) {
+    if (!/^[A-Za-z0-9_]+$/.test(part) || value === null || typeof value !== 'object' || !hasOwn(value, part)) {
+      value = undefined;
+      break;
+    }
+    value = value[part];
+  }
+  if (value === undefined || value === null) {
+    log(STORAGE_KEYS.whisperVoice + ' "' + forLog(name, 80) + '" is not a VoiceList voice; using the default voice');
+    return null;
+  }
+  return value;
+}
+
 // --- the agent --------------------------------------------------------------------------------
 
 /**
- * The agent's WebSocket failed or closed without us closing it. While transferring, the agent's
- * part is done (Line may end its session after the handoff): the transfer carries on and its own
- * outcome decides the call; stopAgent() still runs then, closing an already closed client is harmless.
+ * The agent's WebSocket failed or closed without us closing it. While transferring, the transfer
+ * carries on and its own outcome decides the call: a bridge as usual, or, since nobody can take
+ * the caller back, the spoken apology and a hang-up. Outcomes are no longer sent.
  */
 function onAgentLost(what) {
-  if (session.agentStopped) return; // we closed it ourselves
+  if (session.agentStopped || session.agentGone) return; // we closed it ourselves, or already known
+  session.agentGone = true;
   log('agent ' + what);
   if (session.phase === 'active' || session.phase === 'starting') endSession('agent disconnected');
+  else if (session.phase === 'transferring') log('the transfer carries on without the agent');
 }
 
 // --- control requests ---------------------------------------------------------------------------
@@ -449,8 +738,8 @@ const handleControlRequest = createControlHandler({
   agentInControl: agentInControl,
   transferUnderWay: () => session.phase === 'transferring',
   perform(command) {
-    if (command.action === 'end_call') endSession('end_call requested by the agent');
-    else if (command.action === 'call_transfer') startTransfer(command.summary);
+    if (command.action === 'end_call') endSession('end_call requested by the agent', 'cancelled');
+    else if (command.action === 'call_transfer') startTransfer(command.id, command.summary);
   },
 });
 
@@ -515,11 +804,11 @@ async function onCallAlerting(e) {
   session.caller = caller;
   e.call.addEventListener(CallEvents.Disconnected, () => {
     caller.ended = true;
-    endSession('caller hung up');
+    endSession('caller hung up', 'caller_hung_up');
   });
   e.call.addEventListener(CallEvents.Failed, () => {
     caller.ended = true;
-    endSession('caller leg failed');
+    endSession('caller leg failed', 'caller_hung_up');
   });
   e.call.addEventListener(CallEvents.PlaybackFinished, () => {
     if (session.phase === 'announcing') endSession('transfer failed (caller told)');
@@ -544,6 +833,12 @@ async function connectAgent(e) {
     return;
   }
   session.settings = settings;
+  const options = readTransferOptions(settings);
+  options.problems.forEach(log);
+  options.whisperVoice = resolveVoice(options.whisperVoiceName);
+  session.transferOptions = options;
+  log('transfer: ring timeout ' + options.ringTimeoutMs / 1000 + ' s, whisper ' +
+    (options.whisper ? 'on (timeout ' + options.whisperTimeoutMs / 1000 + ' s, voice ' + (options.whisperVoice ? forLog(options.whisperVoiceName, 80) : 'default') + ')' : 'off'));
   if (settings.controlSecret) checkHmacPrimitive();
   log('control requests ' + (settings.controlSecret ? 'must be signed' : 'are not signed (no VOX_CONTROL_SECRET)'));
 

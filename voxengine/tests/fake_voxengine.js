@@ -13,6 +13,34 @@
  * - closing a Cartesia client reports through its onWebSocketClose callback;
  * - timers are fake: nothing runs until the test advances the clock.
  *
+ * Transfer outcomes (each line names its source; "ASSUMPTION" where the docs are silent):
+ * - CallEvents.Ringing fires only on an outgoing leg that has not connected or ended: "Triggers
+ *   after outgoing call receives progress signal from a remote peer" (CallEvents.Ringing); tests
+ *   fire it with ring(), as often as they like (the network may repeat 180/183).
+ * - Call.say(text, {voice}) plays into that call only and is followed by CallEvents.PlaybackFinished
+ *   (CallEvents.PlaybackFinished: "the audio/voice playback is completed ... started by the
+ *   [Call.say] or [Call.startPlayback] methods"); tests end it with playbackFinished(). Saying to a
+ *   call that is not connected is a violation ("Say some text to the [CallEvents.Connected] call",
+ *   Call.say); text over 1500 characters ends at once with PlaybackFinished {error} (Call.say).
+ * - Who hears what: a call "can receive only one audio stream. A new incoming stream always
+ *   replaces the previous one" (Call.say). Every change of a unit's incoming audio (say,
+ *   sendMediaBetween, stopMediaBetween) is recorded in `audio` as {at, leg, source}; a playback
+ *   replaced by a bridge ends without PlaybackFinished (ASSUMPTION: as for stopPlayback, whose
+ *   doc says PlaybackFinished "is not triggered"). After PlaybackFinished the call hears nothing
+ *   (ASSUMPTION: a stream replaced by say() does not come back by itself).
+ * - AgentsClient.custom(parameters): "Sends custom metadata to the agent" (Voximplant's Cartesia
+ *   AgentsClient reference); recorded in `customSent` as sent on the wire (a JSON copy). Sending
+ *   before start() or after the WebSocket closed is a violation: the scenario promises not to
+ *   (ASSUMPTION: the platform itself would drop it silently rather than throw).
+ * - VoxEngine.callPSTN(number, callerid, parameters?) returns the Call at once (typings,
+ *   VoxEngine.callPSTN); throwOn / throwNext make it throw, as a bad number or account state
+ *   might (ASSUMPTION: the docs do not say when it throws, only that it "can trigger the
+ *   [CallEvents.Failed] event").
+ * - Events of a leg that has ended are not delivered: the far-end drivers (ring, remoteAnswer,
+ *   remoteFail, remoteHangup, playbackFinished) return false and do nothing then.
+ * - VoiceList: a few entries of the typings' VoiceList namespaces; a Voice is an opaque object
+ *   (`declare class Voice {}`), here {voice: '<path>'}.
+ *
  * `violations` collects what the real platform would punish or what the scenario promises never
  * to do: terminate twice, hang up a leg twice or after it ended, close the agent twice, use the
  * API after terminate.
@@ -60,6 +88,17 @@ const CartesiaEvents = Object.freeze({
 });
 
 const Modules = Object.freeze({ Cartesia: 'Cartesia', ApplicationStorage: 'ApplicationStorage' });
+
+/** A few entries of the typings' VoiceList (Amazon en_US_Joanna is Call.say's default voice). */
+const voice = (name) => Object.freeze({ voice: name });
+const VoiceList = Object.freeze({
+  Amazon: Object.freeze({
+    en_US_Joanna: voice('Amazon.en_US_Joanna'),
+    en_GB_Amy: voice('Amazon.en_GB_Amy'),
+    Neural: Object.freeze({ en_US_Joanna: voice('Amazon.Neural.en_US_Joanna') }),
+  }),
+  Google: Object.freeze({ en_US_Neural2_C: voice('Google.en_US_Neural2_C') }),
+});
 
 const CONTROL_URL = 'https://203.0.113.10:12092/request/SESSIONSECRET.1700000000.1_203.0.113.10/TOKENSECRET';
 
@@ -112,6 +151,7 @@ class FakeCall extends Emitter {
     this._number = number;
     this.connected = false;
     this.ended = false; // disconnected or failed, whoever ended it
+    this.playing = null; // the text Call.say is playing into this call, until PlaybackFinished
   }
 
   id() { return this._id; }
@@ -139,6 +179,20 @@ class FakeCall extends Emitter {
   say(text, parameters) {
     this._runtime._maybeThrow('say');
     this._runtime._effect('say', { leg: this.name, text, parameters });
+    if (this.ended || !this.connected) {
+      this._runtime._violation(`say on ${this.name}, which is not connected`);
+      return;
+    }
+    if (parameters !== undefined && (parameters === null || typeof parameters !== 'object')) {
+      this._runtime._violation(`say on ${this.name} with parameters that are not a CallSayParameters object`);
+    }
+    this.playing = String(text);
+    this._runtime._hear(this, `say:${this.playing}`);
+    if (this.playing.length > 1500) {
+      this._runtime._queue(() => this.playbackFinished('Text is too long'));
+    } else if ((this._runtime.options.instantPlayback || []).includes(this.name)) {
+      this._runtime._queue(() => this.playbackFinished());
+    }
   }
   record(parameters) { this._runtime._effect('record', { leg: this.name, parameters }); }
   startPlayback(url) { this._runtime._effect('startPlayback', { leg: this.name, url }); }
@@ -146,33 +200,60 @@ class FakeCall extends Emitter {
 
   // --- driven by tests: what the far end (or the network) does -----------------------------------
 
-  /** The far end answers an outgoing leg. */
-  remoteAnswer() {
-    this.connected = true;
-    this.emit(CallEvents.Connected, this._event(CallEvents.Connected));
+  // Each returns whether the event was delivered: nothing is delivered for a leg that has ended.
+
+  /** The far end of an outgoing leg signals progress (180/183): CallEvents.Ringing. */
+  ring() {
+    if (this.ended || this.connected || this._incoming) return false;
+    this.emit(CallEvents.Ringing, this._event(CallEvents.Ringing));
+    return true;
   }
 
-  /** The far end hangs up a connected leg. */
+  /** The far end answers an outgoing leg. */
+  remoteAnswer() {
+    if (this.ended || this.connected) return false;
+    this.connected = true;
+    this.emit(CallEvents.Connected, this._event(CallEvents.Connected));
+    return true;
+  }
+
+  /** The far end hangs up (a connected leg; or an unanswered one, for tests of odd networks). */
   remoteHangup() {
+    if (this.ended) return false;
     this.ended = true;
-    this.emit(CallEvents.Disconnected, this._event(CallEvents.Disconnected, { internalCode: 200, reason: 'Normal hangup' }));
+    this.playing = null;
+    this.emit(CallEvents.Disconnected, this._event(CallEvents.Disconnected, { internalCode: 200, reason: 'Normal hangup', duration: 1, cost: 0, direction: 'pstn' }));
+    return true;
   }
 
   /** An outgoing leg fails before it connects (486 busy, 480 unavailable, 603 rejected, ...). */
-  remoteFail(code, reason) {
+  remoteFail(code, reason = 'Failed') {
+    if (this.ended) return false;
     this.ended = true;
     this.emit(CallEvents.Failed, this._event(CallEvents.Failed, { code, reason }));
+    return true;
   }
 
-  /** A Call.say() / startPlayback() finished playing. */
-  playbackFinished() {
-    this.emit(CallEvents.PlaybackFinished, this._event(CallEvents.PlaybackFinished));
+  /**
+   * A Call.say() / startPlayback() finished playing. Without a say() in progress nothing is
+   * delivered, except on the caller leg, where older tests end playbacks the fake did not track.
+   */
+  playbackFinished(error) {
+    if (this.ended) return false;
+    if (this.playing === null && this.name !== 'caller') return false;
+    if (this.playing !== null) {
+      this.playing = null;
+      this._runtime._hear(this, null);
+    }
+    this.emit(CallEvents.PlaybackFinished, this._event(CallEvents.PlaybackFinished, error ? { error } : {}));
+    return true;
   }
 
   _end(event, extra) {
     this._runtime._queue(() => {
       if (this.ended) return;
       this.ended = true;
+      this.playing = null;
       this.emit(event, this._event(event, extra));
     });
   }
@@ -189,13 +270,31 @@ class FakeAgentsClient extends Emitter {
     this.parameters = parameters;
     this.closedByScenario = false;
     this.socketClosed = false;
+    this.started = false;
   }
 
   id() { return 'agent-id'; }
   webSocketId() { return 'agent-ws-id'; }
-  start(parameters) { this._runtime._effect('agentStart', { parameters }); }
+  start(parameters) {
+    this._runtime._effect('agentStart', { parameters });
+    this.started = true;
+  }
   clearMediaBuffer(parameters) { this._runtime._effect('clearMediaBuffer', { parameters }); }
-  custom(parameters) { this._runtime._effect('agentCustom', { parameters }); }
+
+  custom(parameters) {
+    this._runtime._effect('agentCustom', { parameters });
+    this._runtime._maybeThrow('custom');
+    if (!this.started) this._runtime._violation('agent custom() before start()');
+    if (this.socketClosed || this.closedByScenario) this._runtime._violation('agent custom() after its WebSocket closed');
+    let wire;
+    try {
+      wire = JSON.parse(JSON.stringify(parameters)); // what crosses the WebSocket
+    } catch (err) {
+      this._runtime._violation(`agent custom() with parameters that are not JSON: ${err.message}`);
+      return;
+    }
+    this._runtime.customSent.push({ at: this._runtime.nowMs, parameters: wire });
+  }
   dtmf(parameters) { this._runtime._effect('agentDtmf', { parameters }); }
   sendMediaTo(unit) { this._runtime._effect('sendMediaTo', { from: this.name, to: unit && unit.name }); }
   stopMediaTo(unit) { this._runtime._effect('stopMediaTo', { from: this.name, to: unit && unit.name }); }
@@ -236,8 +335,11 @@ class FakeAgentsClient extends Emitter {
  *   agentError    make Cartesia.createAgentsClient reject with this message
  *   holdAgent     keep createAgentsClient pending until runtime.releaseAgent()
  *   hmac          replacement for Crypto.hmac_sha256 (to imitate a different platform primitive)
- *   throwOn       {callPSTN: message, say: message}: make that API throw
+ *   throwOn       {callPSTN: message, say: message, custom: message}: make that API throw
+ *                 (every time; throwNext() makes only the next call throw)
  *   source        scenario source text (defaults to scenario.js)
+ *   instantPlayback  leg names (e.g. ['caller']) whose say() reports PlaybackFinished at once
+ *                 (queued, as the platform's events are), for replays that do not drive playback
  */
 class FakeVoxEngine {
   constructor(options = {}) {
@@ -252,6 +354,9 @@ class FakeVoxEngine {
     this.consults = [];
     this.agent = null;
     this.terminated = false;
+    this.customSent = []; // every AgentsClient.custom() call, as sent: {at, parameters}
+    this.audio = []; // every change of what a unit hears: {at, leg, source} (source null: nothing)
+    this._throwNext = {};
     this._timers = [];
     this._timerSeq = 0;
     this._queueItems = [];
@@ -386,6 +491,22 @@ class FakeVoxEngine {
     return this._timers.length;
   }
 
+  /** The metadata of every AgentsClient.custom() call, in order. */
+  outcomes() {
+    return this.customSent.map((sent) => sent.parameters && sent.parameters.metadata);
+  }
+
+  /** What a unit hears now: 'agent', another leg's name, 'say:<text>', or null. */
+  hearing(leg) {
+    for (let i = this.audio.length - 1; i >= 0; i--) if (this.audio[i].leg === leg) return this.audio[i].source;
+    return null;
+  }
+
+  /** Makes only the next call of `api` ('callPSTN', 'say', 'custom') throw `message`. */
+  throwNext(api, message) {
+    this._throwNext[api] = message;
+  }
+
   // --- internals -----------------------------------------------------------------------------------
 
   _effect(type, details) {
@@ -394,8 +515,36 @@ class FakeVoxEngine {
   }
 
   _maybeThrow(api) {
+    const once = this._throwNext[api];
+    if (once) {
+      delete this._throwNext[api];
+      throw new Error(once);
+    }
     const message = this.options.throwOn && this.options.throwOn[api];
     if (message) throw new Error(message);
+  }
+
+  _hear(unit, source) {
+    const leg = (unit && unit.name) || String(unit);
+    if (this.hearing(leg) !== source) this.audio.push({ at: this.nowMs, leg, source });
+  }
+
+  /**
+   * VoxEngine.sendMediaBetween / stopMediaBetween: both directions. A new stream into a call
+   * replaces its playback (Call.say: "A new incoming stream always replaces the previous one").
+   */
+  _bridge(a, b, on) {
+    for (const [to, from] of [[a, b], [b, a]]) {
+      if (on) {
+        if (to instanceof FakeCall) {
+          if (to.ended) this._violation(`media to ${to.name}, which has ended`);
+          to.playing = null;
+        }
+        this._hear(to, from.name);
+      } else if (this.hearing(to.name) === from.name) {
+        this._hear(to, null);
+      }
+    }
   }
 
   _violation(message) {
@@ -427,6 +576,7 @@ class FakeVoxEngine {
       Modules,
       AppEvents,
       CallEvents,
+      VoiceList,
       require(moduleName) {
         if (!Object.values(Modules).includes(moduleName)) throw new Error(`unknown module: ${String(moduleName)}`);
         rt.modules.push(moduleName);
@@ -467,8 +617,14 @@ class FakeVoxEngine {
           rt.consults.push(leg);
           return leg;
         },
-        sendMediaBetween: (a, b) => rt._effect('sendMediaBetween', { a: unit(a), b: unit(b) }),
-        stopMediaBetween: (a, b) => rt._effect('stopMediaBetween', { a: unit(a), b: unit(b) }),
+        sendMediaBetween(a, b) {
+          rt._effect('sendMediaBetween', { a: unit(a), b: unit(b) });
+          rt._bridge(a, b, true);
+        },
+        stopMediaBetween(a, b) {
+          rt._effect('stopMediaBetween', { a: unit(a), b: unit(b) });
+          rt._bridge(a, b, false);
+        },
         terminate() {
           if (rt.terminated) rt._violation('VoxEngine.terminate() called twice');
           rt.effects.push({ type: 'terminate' });
@@ -488,4 +644,4 @@ class FakeVoxEngine {
   }
 }
 
-module.exports = { FakeVoxEngine, AppEvents, CallEvents, AgentsEvents, CartesiaEvents, CONTROL_URL, hmacHex };
+module.exports = { FakeVoxEngine, AppEvents, CallEvents, AgentsEvents, CartesiaEvents, VoiceList, CONTROL_URL, hmacHex };

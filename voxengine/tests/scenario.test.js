@@ -271,6 +271,10 @@ test('transfer: dials TRANSFER_NUMBER from PSTN_CALLER_ID; on answer the agent i
 
   rt.consult.remoteAnswer();
   await rt.settle();
+  assert.deepEqual(rt.effects.filter((e) => e.type === 'say').map((e) => [e.leg, e.text]), [['consult', 'Wants a refund for order 1234']], 'the summary is whispered to the target');
+  assert.equal(rt.count('agentClose'), 0, 'the caller keeps the agent during the whisper');
+  rt.consult.playbackFinished();
+  await rt.settle();
   assert.equal(rt.count('stopMediaBetween', { a: 'caller', b: 'agent' }), 1);
   assert.equal(rt.count('agentClose'), 1);
   assert.equal(rt.count('sendMediaBetween', { a: 'caller', b: 'consult' }), 1);
@@ -311,9 +315,11 @@ for (const [label, code, reason, expected] of [
   ['busy (486)', 486, 'Busy Here', /busy/i],
   ['unavailable (480)', 480, 'Temporarily Unavailable', /could not connect/i],
 ]) {
-  test(`transfer: target ${label}: the caller is told, then hung up when the message has played`, async () => {
+  test(`transfer: agent gone, then target ${label}: the caller is told, then hung up when the message has played`, async () => {
     const rt = await startCall();
     transfer(rt);
+    rt.agent.remoteClose(1000, 'agent ended its session');
+    await rt.settle();
     rt.consult.remoteFail(code, reason);
     await rt.settle();
     const said = rt.effects.filter((e) => e.type === 'say');
@@ -323,21 +329,23 @@ for (const [label, code, reason, expected] of [
     assert.ok(indexOf(rt, 'agentClose') < indexOf(rt, 'say'), 'the agent is silenced first');
     assert.equal(rt.count('hangup'), 0, 'not before the message is heard');
     assert.deepEqual(endCall(rt), { ok: false, error: 'call_ended' });
+    assert.equal(rt.count('agentCustom'), 0, 'nothing is sent to a gone agent');
 
     rt.caller.playbackFinished();
     await rt.settle();
     assert.equal(rt.count('hangup', { leg: 'caller' }), 1);
     assert.equal(rt.count('hangup', { leg: 'consult' }), 0, 'the failed leg is not hung up again');
-    assert.equal(rt.pendingTimers(), 1, 'only the terminate timer is left: the announcement timer was cancelled');
+    assert.equal(rt.pendingTimers(), 1, 'only the terminate timer is left: the ring and announcement timers were cancelled');
     await assertTerminatesOnce(rt);
     assert.equal(rt.count('hangup'), 1, 'the announcement timer was cancelled');
     assertClean(rt);
   });
 }
 
-test('transfer: if PlaybackFinished never comes, the caller is hung up after the announcement timeout', async () => {
+test('transfer: agent gone, target busy, and PlaybackFinished never comes: the caller is hung up after the announcement timeout', async () => {
   const rt = await startCall();
   transfer(rt);
+  rt.agent.remoteClose();
   rt.consult.remoteFail(486, 'Busy Here');
   await rt.settle();
   await rt.advance(rt.evaluate('ANNOUNCEMENT_TIMEOUT_MS') - 1);
@@ -350,22 +358,25 @@ test('transfer: if PlaybackFinished never comes, the caller is hung up after the
   assertClean(rt);
 });
 
-test('transfer: if dialling throws, the caller is told and hung up', async () => {
+test('transfer: if dialling throws, the agent is told (failed, error) and keeps the caller', async () => {
   const rt = await startCall({ throwOn: { callPSTN: 'invalid number' } });
-  assert.equal(transfer(rt).ok, true, 'accepted: the effect started and failed afterwards');
+  const id = newId();
+  assert.equal(transfer(rt, id).ok, true, 'accepted: the effect started and failed afterwards');
   await rt.settle();
-  assert.equal(rt.count('say', { leg: 'caller' }), 1);
+  assert.deepEqual(rt.outcomes(), [{ vox_event: 'action_outcome', id, action: 'call_transfer', status: 'failed', reason: 'error' }]);
+  assert.equal(rt.count('say'), 0);
+  assert.equal(rt.count('hangup'), 0);
+  assert.equal(rt.count('agentClose'), 0);
+  assert.equal(rt.hearing('caller'), 'agent');
   assert.ok(rt.logs.some((line) => line.includes('dial transfer target failed: invalid number')), rt.logs.join('\n'));
-  rt.caller.playbackFinished();
-  await rt.settle();
-  assert.equal(rt.count('hangup', { leg: 'caller' }), 1);
-  await assertTerminatesOnce(rt);
+  assert.equal(rt.pendingTimers(), 0);
   assertClean(rt);
 });
 
-test('transfer: if the failure message cannot be played, the caller is hung up at once', async () => {
+test('transfer: agent gone and the failure message cannot be played: the caller is hung up at once', async () => {
   const rt = await startCall({ throwOn: { say: 'TTS unavailable' } });
   transfer(rt);
+  rt.agent.remoteClose();
   rt.consult.remoteFail(486, 'Busy Here');
   await rt.settle();
   assert.equal(rt.count('hangup', { leg: 'caller' }), 1);
