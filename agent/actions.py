@@ -26,10 +26,21 @@ class ActionKind:
     # action is still delivered when the confirming turn ends; "cancel" drops it instead.
     barge_in: BargeInPolicy = "deliver"
     ends_session: bool = False  # VoxEngine terminates the session once it took the action
+    # VoxEngine reports how it went on the phone after accepting it (ringing → connected / failed;
+    # agent/telephony_outcomes.py): the action is not over at its acceptance.
+    reports_outcome: bool = False
 
 
 END_CALL = ActionKind("end_call", ends_session=True)
-CALL_TRANSFER = ActionKind("call_transfer")
+CALL_TRANSFER = ActionKind("call_transfer", reports_outcome=True)
+
+
+@dataclass(frozen=True)
+class Setback:
+    """An action that did not do what the caller was told it would: the agent should say so."""
+
+    action: str
+    reason: str  # a telephony reason ("busy", "no_answer", ...) or "not_accepted"
 
 
 @dataclass(frozen=True)

@@ -24,20 +24,19 @@ from fastapi import FastAPI, WebSocket
 from line._harness_types import EndCallOutput
 from line.agent import AgentEnv, AgentSpec, TurnEnv
 from line.events import CallEnded, CallStarted, InputEvent, OutputEvent, UserTurnEnded, UserTurnStarted
-from line.llm_agent import LlmAgent, LlmConfig
 from line.voice_agent_app import CallRequest, VoiceAgentApp
 from loguru import logger
 
-from agent import prompt
 from agent.actions import END_CALL, ActionOutcome
 from agent.call_control import CallControl
+from agent.call_log import CartesiaCallLog, FrameSender
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
 from agent.call_recording import CallRecording, RecordingWebSocket, write_recording
 from agent.control_transport import make_control_client
 from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
+from agent.conversation import build_llm_agent
 from agent.log_redaction import install_log_redaction
 from agent.settings import Settings
-from agent.tools import telephony_tools
 from agent.voxengine_client import VoxEngineClient
 
 CONTROL_URL_KEY = "vox_session_control_url"
@@ -48,33 +47,11 @@ HttpClientHook = Callable[[httpx.AsyncClient], None]  # e.g. instrument the pool
 ShutdownHook = Callable[[], None]  # blocking work after calls drained, e.g. flush spans
 
 
-def llm_agent_with(settings: Settings, tools: list[Any]) -> LlmAgent:
-    """Line's `LlmAgent` with our prompt, configured from `settings`, using `tools`."""
-    extra: dict[str, Any] = {"api_base": settings.llm_api_base} if settings.llm_api_base else {}
-    # A local OpenAI-compatible endpoint rarely needs a key, but LlmAgent insists on one.
-    api_key = settings.llm_api_key or ("unused" if settings.llm_api_base else None)
-    if not api_key:
-        raise RuntimeError(
-            f"No API key for {settings.llm_model}: set OPENAI_API_KEY (or the provider's key, or "
-            "LLM_API_KEY), or point LLM_API_BASE at an OpenAI-compatible endpoint"
-        )
-    return LlmAgent(
-        model=settings.llm_model,
-        api_key=api_key,
-        tools=tools,
-        config=LlmConfig(system_prompt=prompt.SYSTEM_PROMPT, introduction=prompt.INTRODUCTION, extra=extra),
-    )
-
-
-def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
-    """The conversational agent: our prompt and the two telephony tools bound to this call."""
-    return llm_agent_with(settings, list(telephony_tools(control)))
-
-
 @dataclass
 class _CallScope:
     task_group: TaskGroup
     websocket: WebSocket
+    frames: FrameSender
     control: CallControl | None = None
     observer: CallObserver | None = None
 
@@ -108,7 +85,8 @@ async def _end_own_side(websocket: WebSocket, outcome: ActionOutcome) -> None:
 
 def _runs_agent(event: InputEvent) -> bool:
     # Line's default run filter: turn events are observed, never used to (re)start the agent,
-    # because starting it cancels the reply in flight.
+    # because starting it cancels the reply in flight. (Custom events start it only when the
+    # control plane says so: a failed transfer.)
     return isinstance(event, (CallStarted, UserTurnEnded, CallEnded))
 
 
@@ -184,7 +162,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         recording = CallRecording(self.clock) if record_dir is not None else None
         socket: Any = RecordingWebSocket(websocket, recording) if recording is not None else websocket
         async with anyio.create_task_group() as tg:
-            scope = _CallScope(tg, socket)
+            scope = _CallScope(tg, socket, FrameSender())
+            tg.start_soon(scope.frames.run, socket)
             token = _current_call.set(scope)
             try:
                 await super().websocket_endpoint(socket)
@@ -192,6 +171,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
                 _current_call.reset(token)
                 if scope.control is not None:
                     await self._drain(scope.control)
+                scope.frames.close()
                 tg.cancel_scope.cancel()
             if scope.observer is not None:
                 scope.observer.call_ended(self.clock())
@@ -222,7 +202,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
             control_fingerprint=target.fingerprint if target else None,
             control_refusal=refusal,
         )
-        observer = ObserverGroup([factory(info) for factory in self._observer_factories])
+        call_log = CartesiaCallLog(scope.frames)  # milestones in Cartesia's call view
+        observer = ObserverGroup([call_log, *(factory(info) for factory in self._observer_factories)])
         control = CallControl(
             target=target,
             refusal=refusal,
@@ -239,8 +220,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         scope.task_group.start_soon(control.run)
 
         def run_filter(event: InputEvent) -> bool:
-            control.observe(event)
-            return _runs_agent(event)
+            resumes = control.observe(event)  # a failed transfer: the caller must hear about it
+            return _runs_agent(event) or resumes
 
         return (_ObservedAgent(agent, observer, self.clock), run_filter, _cancels_agent)
 

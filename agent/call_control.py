@@ -1,5 +1,6 @@
 """One call's control plane: tools request actions, harness events release them, a sender
-task delivers them to VoxEngine in order.
+task delivers them to VoxEngine in order, and VoxEngine's outcome events (custom events on the
+agent's websocket) say how each accepted action went on the phone.
 
 `request` and `observe` are synchronous and never block or raise, because they run inside the
 agent's tool and inside Line's event loop respectively. Delivery happens in `run`, a task owned
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-from line.events import AgentTurnStarted, CallEnded, InputEvent
+from line.events import AgentTurnStarted, CallEnded, InputEvent, UserCustomSent
 from loguru import logger
 
-from agent.actions import ActionKind, ActionOutcome, ControlAction, OutcomeStatus
+from agent.actions import ActionKind, ActionOutcome, ControlAction, OutcomeStatus, Setback
 from agent.call_observer import CallObserver
 from agent.control_url import ControlTarget
 from agent.flush_policy import FlushPolicy, FlushTimings, Verdict
+from agent.telephony_outcomes import MalformedOutcome, TelephonyOutcome, parse_outcome
 from agent.voxengine_client import VoxEngineClient
 
 RequestStatus = Literal["accepted", "duplicate", "unavailable"]
@@ -46,6 +48,16 @@ class _Entry:
     released_at: float | None = None
     release_reason: str | None = None
     outcome: ActionOutcome | None = None
+    telephony: TelephonyOutcome | None = None  # the last milestone VoxEngine reported
+
+    @property
+    def over(self) -> bool:
+        """Nothing more will come of it: a new action of its kind may be asked for."""
+        if self.outcome is None:
+            return False
+        if self.outcome.status != "delivered":
+            return True
+        return self.telephony is not None and self.telephony.status != "ringing"
 
 
 class CallControl:
@@ -72,6 +84,7 @@ class CallControl:
         self._entries: list[_Entry] = []
         self._by_id: dict[str, _Entry] = {}
         self._by_kind: dict[str, _Entry] = {}
+        self._setbacks: list[Setback] = []
         self._changed = anyio.Event()
         self._closed = False
         self._finished = anyio.Event()
@@ -85,7 +98,7 @@ class CallControl:
         if self._finished.is_set():
             return RequestResult("unavailable", reason="call_ended")
         existing = self._by_kind.get(kind.name)
-        if existing is not None:
+        if existing is not None and not existing.over:
             return RequestResult("duplicate", existing.action)
         now = self._clock()
         action = ControlAction(kind, dict(params))
@@ -99,8 +112,11 @@ class CallControl:
         self._wake()
         return RequestResult("accepted", action)
 
-    def observe(self, event: InputEvent) -> None:
-        """Feed a harness event (from Line's run filter). Never cancels the agent's turn."""
+    def observe(self, event: InputEvent) -> bool:
+        """Feed a harness event (from Line's run filter). Never cancels the agent's turn.
+
+        True when the event should start the agent: VoxEngine reported that a transfer failed,
+        and the caller, still on the line, must hear about it (`take_setbacks`)."""
         try:
             now = self._clock()
             self._observer.harness_event(event, now)
@@ -109,9 +125,17 @@ class CallControl:
                 self._note_armed(now)
             if isinstance(event, CallEnded):
                 self._closed = True
+            resume = isinstance(event, UserCustomSent) and self._on_custom(event.metadata, now)
             self._wake()
+            return resume
         except Exception:  # observing must never break Line's websocket loop
             logger.exception("control plane failed to observe a harness event")
+            return False
+
+    def take_setbacks(self) -> list[Setback]:
+        """Actions that did not happen as the caller was told, not reported to the agent yet."""
+        setbacks, self._setbacks = self._setbacks, []
+        return setbacks
 
     def close(self) -> None:
         """The call is over: release whatever is pending now (idempotent)."""
@@ -172,12 +196,48 @@ class CallControl:
         if delivery.reason == "session_ended":
             status = "session_ended"
         outcome = self._finish(entry, status, delivery.reason, delivery.attempts)
+        if status == "failed" and action.kind.reports_outcome:  # the caller was told it would happen
+            self._setbacks.append(Setback(action.kind.name, "not_accepted"))
         if status == "failed" and self._on_failure is not None:
             try:
                 with anyio.move_on_after(5):
                     await self._on_failure(outcome)
             except Exception:
                 logger.exception("control plane failure handler failed")
+
+    def _on_custom(self, metadata: object, now: float) -> bool:
+        """A custom event from VoxEngine: an action's telephony milestone, or ignored (logged)."""
+        try:
+            outcome = parse_outcome(metadata)
+        except MalformedOutcome as exc:
+            logger.warning(f"custom event ignored: malformed action outcome ({exc} is invalid)")
+            return False
+        if outcome is None:
+            logger.info("custom event ignored: not an action outcome")
+            return False
+        entry = self._by_id.get(outcome.action_id)
+        # Sent is enough: VoxEngine may report a dial that failed at once before its answer is read.
+        sent = entry is not None and entry.released_at is not None
+        refused = entry is not None and entry.outcome is not None and not entry.outcome.delivered
+        if entry is None or not sent or refused or entry.action.kind.name != outcome.action:
+            logger.warning(f"custom event ignored: an outcome for no sent {outcome.action} of this call")
+            return False
+        if entry.telephony is not None and entry.telephony.status != "ringing":
+            logger.info(f"custom event ignored: {outcome.action} id={outcome.action_id} already ended")
+            return False
+        entry.telephony = outcome
+        attrs: dict[str, Any] = {"reason": outcome.reason, "sip_code": outcome.sip_code}
+        self._event(
+            entry, f"telephony.{outcome.status}", now, {k: v for k, v in attrs.items() if v is not None}
+        )
+        logger.info(
+            f"control action {outcome.action} id={outcome.action_id} {outcome.status}"
+            + (f" reason={outcome.reason}" if outcome.reason else "")
+        )
+        if not outcome.failed or self._closed:
+            return False
+        self._setbacks.append(Setback(outcome.action, outcome.known_reason))
+        return True
 
     def _apply(self, verdicts: list[Verdict], now: float) -> None:
         for verdict in verdicts:

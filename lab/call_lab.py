@@ -17,23 +17,26 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
 
 from agent.actions import ControlAction
-from agent.app import AgentFactory, HttpClientHook, ObserverFactory, TelephonyAgentApp, build_llm_agent
+from agent.app import AgentFactory, HttpClientHook, ObserverFactory, TelephonyAgentApp
 from agent.call_observer import CallInfo, CallObserver
 from agent.control_transport import ControlNetwork, Pin
+from agent.conversation import build_llm_agent
 from agent.settings import Settings
 from lab.asgi_server import serve_on_loopback, server_port
 from lab.faults import FaultPlan
 from lab.harness import CloseAfterEndCall, HarnessSimulator
 from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.scripted_llm import LlmReply, ScriptedLlm
+from lab.telephony import TransferScript
 from lab.timeline import Timeline
 from lab.tts_model import TtsModel
-from lab.voxengine_emulator import VoxEngineEmulator
+from lab.voxengine_emulator import AgentLink, VoxEngineEmulator
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,11 @@ class CallLab:
         http_client_hooks: Sequence[HttpClientHook] = (),
         pins: Sequence[Pin] = (),  # other lab hosts the app may reach by name, besides the emulator
         allow_local: bool = True,  # False: production's setting (pins ignored, loopback refused)
+        transfer: TransferScript | None = None,  # what the phone does after an accepted transfer
     ) -> None:
         self.recorder = CallRecorder()
         self.llm = ScriptedLlm(replies, default=default_reply)
-        self.emulator = VoxEngineEmulator(faults=faults, secret=secret)
+        self.emulator = VoxEngineEmulator(faults=faults, secret=secret, transfer=transfer)
         self._secret = secret
         self._settings = settings
         self._observers = list(observers)
@@ -184,7 +188,14 @@ class CallLab:
             timeline=timeline,
             call_id=call_id or f"lab-{session}",
         ) as sim:
-            yield sim
+            # The emulated scenario reaches this call's agent as VoxEngine reaches it through
+            # Cartesia: custom events, and closing the client (the harness then ends the call).
+            link = AgentLink(custom=sim.send_custom, close=partial(sim.close, by="voxengine"))
+            self.emulator.link_agent(session, link)
+            try:
+                yield sim
+            finally:
+                self.emulator.agent_gone(session)
 
     async def wait_outcomes(self, n: int, *, timeout_s: float = 30.0) -> list[ActionRecord]:
         """Wait until `n` actions reached their outcome (accepted, failed or cancelled)."""

@@ -296,9 +296,9 @@ class HarnessSimulator:
         """The caller hangs up: playback stops and the socket is closed."""
         await self._close_socket("caller")
 
-    async def close(self) -> None:
-        """Close the socket (the context's exit does this too)."""
-        await self._close_socket("harness")
+    async def close(self, by: str = "harness") -> None:
+        """Close the socket (the context's exit does this too); `by` says who ended the call."""
+        await self._close_socket(by)
 
     # ---- user side ----
 

@@ -20,6 +20,9 @@ _MARKS = {  # action record name -> (marker, colour, label)
     "failed": ("X", "#d62728", "failed"),
     "session_ended": ("P", "#9467bd", "session ended"),
     "cancelled": ("x", "#7f7f7f", "cancelled"),
+    "telephony.ringing": ("d", "#bcbd22", "target ringing"),
+    "telephony.connected": ("h", "#17becf", "caller bridged"),
+    "telephony.failed": ("v", "#e377c2", "transfer failed on the phone"),
 }
 ZOOM_S = 0.25  # the zoom shows the speech end ± this, widened to hold the action's POSTs
 

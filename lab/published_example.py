@@ -20,9 +20,9 @@ from line.llm_agent import LlmAgent, ToolEnv, loopback_tool
 
 from agent import prompt
 from agent.actions import CALL_TRANSFER, END_CALL, ActionKind, ControlAction
-from agent.app import llm_agent_with
 from agent.call_control import CallControl
 from agent.control_transport import ControlNetwork, make_control_client
+from agent.conversation import llm_agent_with
 from agent.settings import Settings
 
 TRANSFER_DELAY_S = 5.0

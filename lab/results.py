@@ -23,6 +23,7 @@ class CallResult:
     requests: tuple[RecordedRequest, ...]
     effects: tuple[Effect, ...]
     actions: tuple[ActionRecord, ...]
+    phone: tuple[tuple[float, str], ...] = ()  # the emulated transfer legs: (time, what happened)
 
     @classmethod
     def collect(cls, scenario: str, policy: str, timeline: Timeline, lab: CallLab) -> CallResult:
@@ -33,6 +34,7 @@ class CallResult:
             tuple(lab.emulator.requests),
             tuple(lab.emulator.effects),
             tuple(lab.recorder.actions),
+            tuple(entry for play in lab.emulator.transfers for entry in play.log),
         )
 
     def timing(self, action: str) -> ActionTiming:
@@ -79,6 +81,9 @@ class CallResult:
                 "failed",
                 "cancelled",
                 "session_ended",
+                "telephony.ringing",
+                "telephony.connected",
+                "telephony.failed",
             ):
                 detail = ", ".join(f"{k}={v}" for k, v in record.attrs.items() if k != "action")
                 rows.append(
@@ -97,6 +102,8 @@ class CallResult:
                     f"VoxEngine      POST {action_of(request)} attempt {request.attempt} -> {answer}",
                 )
             )
+        for at, what in self.phone:
+            rows.append((at, f"phone          {what}"))
         closed = self.timeline.first("socket_closed")
         if closed:
             rows.append((closed.at, f"socket closed  by {closed.detail.get('by')}"))

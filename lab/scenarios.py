@@ -14,7 +14,8 @@ from typing import Literal
 import anyio
 
 from agent import prompt
-from agent.app import AgentFactory, HttpClientHook, ObserverFactory, build_llm_agent
+from agent.app import AgentFactory, HttpClientHook, ObserverFactory
+from agent.conversation import build_llm_agent
 from agent.settings import Settings
 from lab.call_lab import CallLab
 from lab.faults import FaultPlan
@@ -23,12 +24,14 @@ from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.published_example import TRANSFER_DELAY_S, build_published_agent
 from lab.results import CallResult
 from lab.scripted_llm import LlmReply, ToolCallSpec
+from lab.telephony import TransferScript
 from lab.tts_model import TtsModel
 
 Policy = Literal["turn-end", "fixed-sleeps"]
 Drive = Callable[[HarnessSimulator], Awaitable[None]]
 
 GOODBYE_TEXT = "Thanks for calling, have a great day. Goodbye!"
+TRANSFER_BUSY_APOLOGY = "I'm sorry, my colleague's line is busy. Would you like me to take a message?"
 
 
 def transfer_reply(lead_in: str = "", summary: str = "Caller asked for a person.") -> LlmReply:
@@ -49,6 +52,26 @@ def after_introduction(utterance: str) -> Drive:
     async def drive(sim: HarnessSimulator) -> None:
         await sim.wait_agent_turn_end(1, timeout_s=60)
         await sim.user_says(utterance)
+
+    return drive
+
+
+def until_turn(n: int, then: Drive) -> Drive:
+    """`then`, and wait until agent turn `n` has been played."""
+
+    async def drive(sim: HarnessSimulator) -> None:
+        await then(sim)
+        await sim.wait_agent_turn_end(n, timeout_s=60)
+
+    return drive
+
+
+def until_closed(then: Drive) -> Drive:
+    """`then`, and wait until the call's socket closes (VoxEngine detached the agent, say)."""
+
+    async def drive(sim: HarnessSimulator) -> None:
+        await then(sim)
+        await sim.wait_closed(timeout_s=60)
 
     return drive
 
@@ -83,6 +106,7 @@ class Scenario:
     close_after_end_call: CloseAfterEndCall = "after_speech"
     expected_actions: tuple[str, ...] = ()
     profile: HarnessProfile = FAITHFUL  # how the simulated harness behaves (lab/harness_profile.py)
+    transfer: TransferScript | None = None  # what the phone does after an accepted transfer
 
     def with_tts(self, tts: TtsModel) -> Scenario:
         return replace(self, tts=tts)
@@ -125,6 +149,25 @@ CATALOGUE: dict[str, Callable[[], Scenario]] = {
         drive=barge_into_reply("That's all.", after_s=1.0, interruption="oh, and thanks again"),
         close_after_end_call="no",
         expected_actions=("end_call",),
+    ),
+    "transfer-busy": lambda: Scenario(
+        name="transfer-busy",
+        description="the transfer target is busy: the caller is back with the agent, who says so",
+        replies=(transfer_reply(), LlmReply(text=TRANSFER_BUSY_APOLOGY)),
+        drive=until_turn(3, after_introduction("Can I talk to a real person, please?")),
+        tts=pace_for(prompt.TRANSFER_CONFIRMATION, 4.0),
+        expected_actions=("call_transfer",),
+        transfer=TransferScript.busy(ring_s=0.4, fail_s=2.0),
+    ),
+    "transfer-answered": lambda: Scenario(
+        name="transfer-answered",
+        description="the target answers: the summary is whispered to them, then the caller is bridged",
+        replies=(transfer_reply(summary="Caller wants a refund for order 1234."),),
+        drive=until_closed(after_introduction("Can I talk to a real person, please?")),
+        tts=pace_for(prompt.TRANSFER_CONFIRMATION, 4.0),
+        close_after_end_call="no",
+        expected_actions=("call_transfer",),
+        transfer=TransferScript.answers(ring_s=0.4, answer_s=2.0, whisper_s=2.5),
     ),
     "socket-close": lambda: Scenario(
         name="socket-close",
@@ -176,6 +219,7 @@ async def run_scenario(
     factory = agent_factory or (build_llm_agent if policy == "turn-end" else build_published_agent)
     async with CallLab(
         scenario.replies,
+        transfer=scenario.transfer,
         faults=faults,
         settings=settings,
         observers=observers,

@@ -52,7 +52,7 @@ import re
 import secrets
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -66,6 +66,7 @@ from agent.control_transport import ControlNetwork, Pin, make_control_client
 from lab.control_host import LAB_CONTROL_HOST, LOOPBACK, LoopbackControlHost
 from lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
 from lab.harness import CALLEE, CALLER
+from lab.telephony import TransferPlay, TransferScript
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -152,6 +153,18 @@ class _Session:
     terminating: bool = False  # terminate() is due
     terminated: bool = False  # the VoxEngine session is gone: its URL answers nothing
     transfer_in_progress: bool = False
+    transfer: TransferPlay | None = None  # the scripted transfer under way, if any
+    agent: AgentLink | None = None  # the agent's side of the call, when the lab linked one
+    agent_gone: bool = False
+
+
+@dataclass(frozen=True)
+class AgentLink:
+    """How the emulated scenario reaches the agent of a session: `client.custom({metadata})`
+    (Line: `UserCustomSent`), and `client.close()` (the harness then closes the agent's socket)."""
+
+    custom: Callable[[dict[str, Any]], Awaitable[object]]
+    close: Callable[[], Awaitable[object]]
 
 
 def _refuse(code: str) -> dict[str, Any]:
@@ -201,12 +214,19 @@ class VoxEngineEmulator:
         tls: ssl.SSLContext | None = None,
         terminate_grace_s: float = 1.0,
         callback_limit_s: float = 1.0,
+        transfer: TransferScript | None = None,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._faults = FaultPicker(faults)
         self.terminate_grace_s = terminate_grace_s
         self.callback_limit_s = callback_limit_s
+        self.transfer_script = transfer
+        """What the phone does after an accepted transfer (``lab.telephony``); None: the transfer
+        stays under way until ``transfer_connected`` / ``transfer_failed``."""
+        self.transfers: list[TransferPlay] = []
+        self.custom_events: list[tuple[str, dict[str, Any]]] = []
+        """Every outcome event the emulated scenario sent an agent: (session, metadata)."""
         self._secret = secret
         self._host = LoopbackControlHost(self._serve_connection, name=name, tls=tls)
         self._clock = clock
@@ -289,11 +309,17 @@ class VoxEngineEmulator:
 
     def hang_up(self, session: str = "s1") -> None:
         """The caller hung up: later new actions in ``session`` get ``call_ended``, and the session
-        is terminated ``terminate_grace_s`` later."""
-        self._end_session(self._session(session))
+        is terminated ``terminate_grace_s`` later (a transfer ringing is cancelled)."""
+        state = self._session(session)
+        self._cancel_transfer(state, "caller_hung_up")
+        self._end_session(state)
 
     def terminated(self, session: str = "s1") -> bool:
         return self._session(session).terminated
+
+    def session_ended(self, session: str = "s1") -> bool:
+        """The scenario ended the session (``endSession``: legs hung up, termination due)."""
+        return self._session(session).terminating
 
     async def wait_terminated(self, session: str = "s1", *, timeout: float) -> None:  # noqa: ASYNC109
         """Wait until ``session`` was terminated; raises ``TimeoutError``."""
@@ -304,13 +330,21 @@ class VoxEngineEmulator:
                 await self._changed.wait()
 
     def _end_session(self, state: _Session) -> None:
-        """The scenario's ``endSession``: no more agent control, ``terminate`` after the grace."""
+        """The scenario's ``endSession``: no more agent control, the agent closed (``stopAgent``),
+        ``terminate`` after the grace."""
         state.ended = True
         if state.terminating:
             return
         state.terminating = True
         if self._changed is not None:  # serving; otherwise scheduled when it starts
+            self._host.start_soon(self._detach_agent, state)
             self._host.start_soon(self._terminate_later, state)
+
+    async def _detach_agent(self, state: _Session) -> None:
+        """``stopAgent``: the Cartesia client is closed, so the harness ends the agent's call."""
+        if state.agent is not None and not state.agent_gone:
+            state.agent_gone = True
+            await state.agent.close()
 
     async def _terminate_later(self, state: _Session) -> None:
         await anyio.sleep(self.terminate_grace_s)
@@ -318,6 +352,14 @@ class VoxEngineEmulator:
             await self._host.stop_listening()  # before it shows as terminated: then nothing listens
         state.terminated = True
         self._notify()
+
+    def link_agent(self, session: str, link: AgentLink) -> None:
+        """The agent of ``session``: outcome events go to it; it is detached on a bridge."""
+        self._session(session).agent = link
+
+    def agent_gone(self, session: str = "s1") -> None:
+        """The agent's websocket closed (``onWebSocketClose``): it hears nothing more."""
+        self._session(session).agent_gone = True
 
     def transfer_connected(self, session: str = "s1") -> None:
         """The transfer target answered: the agent no longer controls the call (``call_ended``)."""
@@ -554,11 +596,45 @@ class VoxEngineEmulator:
                 return _refuse("transfer_in_progress")
             session.transfer_in_progress = True
         else:
+            self._cancel_transfer(session, "cancelled")
             self._end_session(session)
         text = (summary if isinstance(summary, str) else "") if action == "call_transfer" else None
         self.effects.append(Effect(self._clock(), session.name, action, action_id, text))
+        if action == "call_transfer" and self.transfer_script is not None:
+            self._start_transfer(session, action_id, text or "", self.transfer_script)
         self._notify()
         return {"ok": True, "id": action_id, "action": action}
+
+    # -- the phone side of a transfer (lab.telephony) ------------------------------------------------
+
+    def _start_transfer(
+        self, session: _Session, action_id: str, summary: str, script: TransferScript
+    ) -> None:
+        async def tell_agent(metadata: dict[str, Any]) -> None:
+            self.custom_events.append((session.name, metadata))
+            self._notify()
+            if session.agent is not None:
+                await session.agent.custom(metadata)
+
+        async def on_end(how: str) -> None:
+            session.transfer_in_progress = False
+            if how == "connected":  # bridged: the agent is detached and no longer in control
+                session.ended = True
+                await self._detach_agent(session)
+            elif how != "failed":  # "failed": the caller is back with the agent, who may transfer again
+                self._end_session(session)
+
+        play = TransferPlay(
+            action_id, summary, script, tell_agent, lambda: not session.agent_gone, on_end, self._clock
+        )
+        session.transfer = play
+        self.transfers.append(play)
+        self._host.start_soon(play.run)
+
+    def _cancel_transfer(self, session: _Session, reason: str) -> None:
+        play = session.transfer
+        if play is not None and not play.over.is_set() and self._changed is not None:
+            self._host.start_soon(play.cancel, reason)
 
     def _check_signature(self, header: str | None, body: bytes) -> str | None:
         assert self._secret is not None

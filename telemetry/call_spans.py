@@ -7,12 +7,16 @@ One trace per call (docs/tracing.md has the full table):
     ├── user.turn                         UserTurnStarted → UserTurnEnded
     ├── execute_tool {name}               AgentToolCalled → AgentToolReturned
     └── control {kind}                    enqueued → accepted / failed / cancelled / session_ended
+        │                                 (a transfer: accepted → telephony.ringing →
+        │                                  telephony.connected / telephony.failed)
         └── POST                          one per attempt (httpx instrumentation)
 
 The action span carries an event per step (enqueued, armed, released, sent, answered, retry,
-accepted/failed/cancelled/session_ended) and a link to the agent turn whose end released it; the tool span
-that requested it links to it. Every hook runs on the event loop, quickly, and never raises
-(`ObserverGroup` contains it anyway).
+accepted/failed/cancelled/session_ended, and for an action whose outcome VoxEngine reports later,
+telephony.ringing/connected/failed) and a link to the agent turn whose end released it; the tool
+span that requested it links to it. A transfer's span stays open after its acceptance until
+VoxEngine says how it ended on the phone, or the call ends. Every hook runs on the event loop,
+quickly, and never raises (`ObserverGroup` contains it anyway).
 
 Timestamps: the hooks give `time.perf_counter()` seconds; each is placed on the epoch at
 `wall_at_start + (at - perf_at_start)`, one offset sampled when the observer is created (as the
@@ -66,6 +70,7 @@ _EVENT_KEYS = {
     "wait_s": c.EVENT_RETRY_WAIT_S,
     "status": c.HTTP_RESPONSE_STATUS_CODE,
 }
+_TELEPHONY_ENDS = ("telephony.connected", "telephony.failed")
 _OUTCOMES = {
     "accepted": "delivered",
     "failed": "failed",
@@ -102,6 +107,8 @@ class _Action:
     progress: DeliveryProgress = field(default_factory=DeliveryProgress)
     carrier: int | None = None
     requested_by_tool: bool = False
+    on_the_phone: bool = False  # accepted; VoxEngine's outcome events still to come
+    phone_result: tuple[str, Mapping[str, Any]] | None = None  # came before the POST's answer
 
 
 @dataclass(frozen=True)
@@ -165,9 +172,12 @@ class TracingObserver(CallObserver):
         self._end_user_turn(end, "call_ended")
         for call_id, tool in list(self._tools.items()):
             self._tool_span(call_id, tool, end_at=at, result=None)
-        for state in self._actions.values():  # only if the drain bound cut delivery short
-            state.span.add_event("abandoned", timestamp=end)
-            state.span.set_status(Status(StatusCode.ERROR, "call_ended"))
+        for state in self._actions.values():
+            if state.on_the_phone:  # accepted; the call ended before VoxEngine said how it went
+                state.span.add_event("call_ended", timestamp=end)
+            else:  # only if the drain bound cut delivery short
+                state.span.add_event("abandoned", timestamp=end)
+                state.span.set_status(Status(StatusCode.ERROR, "call_ended"))
             state.span.end(end_time=end)
         self._actions.clear()
         root.set_attributes(
@@ -320,7 +330,28 @@ class TracingObserver(CallObserver):
             state.progress.attempts = attrs["attempt"]
         span.add_event(name, attributes=_attributes(event_attributes), timestamp=ns)
         if name in _OUTCOMES:
-            self._finish(action.id, state, name, attrs, ns)
+            self._finish(action.id, state, name, attrs, ns, keep_open=action.kind.reports_outcome)
+            if state.on_the_phone and state.phone_result is not None:  # the phone was faster
+                self._end_on_the_phone(action.id, state, *state.phone_result, ns)
+        elif name in _TELEPHONY_ENDS:
+            if state.on_the_phone:
+                self._end_on_the_phone(action.id, state, name, attrs, ns)
+            else:  # reported before the POST's answer was read: ends the span at the answer
+                state.phone_result = (name, dict(attrs))
+
+    def _end_on_the_phone(
+        self, action_id: str, state: _Action, name: str, attrs: Mapping[str, Any], ns: int
+    ) -> None:
+        state.span.set_attributes(
+            _attributes(
+                {
+                    c.ACTION_TELEPHONY: name.removeprefix("telephony."),
+                    c.ACTION_TELEPHONY_REASON: attrs.get("reason"),
+                }
+            )
+        )
+        state.span.end(end_time=ns)
+        del self._actions[action_id]
 
     def _releasing_turn(self, state: _Action) -> tuple[int, SpanContext] | None:
         """The agent turn whose end released the action: its carrier, or else the open turn."""
@@ -330,7 +361,9 @@ class TracingObserver(CallObserver):
             return self._agent_turn.seq, self._agent_turn.span.get_span_context()
         return None
 
-    def _finish(self, action_id: str, state: _Action, name: str, attrs: Mapping[str, Any], ns: int) -> None:
+    def _finish(
+        self, action_id: str, state: _Action, name: str, attrs: Mapping[str, Any], ns: int, *, keep_open: bool
+    ) -> None:
         span = state.span
         reason = str(attrs.get("reason", name))
         span.set_attributes(
@@ -345,6 +378,9 @@ class TracingObserver(CallObserver):
         if name == "failed":
             span.set_attribute(c.ERROR_TYPE, reason)
             span.set_status(Status(StatusCode.ERROR, reason))
+        if keep_open and name == "accepted":  # its outcome on the phone is still to come
+            state.on_the_phone = True
+            return
         span.end(end_time=ns)
         del self._actions[action_id]
 

@@ -56,6 +56,8 @@ ACTION_CARRIER_TURN: Final = "vox.action.carrier_turn"  # agent turn whose end r
 ACTION_RELEASE_REASON: Final = "vox.action.release_reason"
 ACTION_OUTCOME: Final = "vox.action.outcome"  # "delivered", "failed", "cancelled"
 ACTION_REASON: Final = "vox.action.reason"  # e.g. "accepted", "deadline_exceeded:http_503"
+ACTION_TELEPHONY: Final = "vox.action.telephony"  # a transfer on the phone: "connected", "failed"
+ACTION_TELEPHONY_REASON: Final = "vox.action.telephony_reason"  # e.g. "busy", "no_answer"
 ACTION_ATTEMPTS: Final = "vox.action.attempts"
 
 # ---- event attributes ----

@@ -103,6 +103,8 @@ def transfer_call(provider: TracerProvider, receiver: OtlpReceiver) -> Iterator[
         o.action_event(action, "sent", 1004.25, {"attempt": 2})
         o.action_event(action, "answered", 1004.26, {"attempt": 2, "reason": "accepted", "status": 200})
     o.action_event(action, "accepted", 1004.3, {"reason": "accepted", "attempts": 2})
+    o.action_event(action, "telephony.ringing", 1004.5, {})  # VoxEngine's outcome events
+    o.action_event(action, "telephony.connected", 1004.9, {})
     o.harness_event(CallEnded(), 1005.0)
     o.call_ended(1005.5)
     yield receiver.collect(provider)
@@ -167,7 +169,8 @@ def test_action_span_from_enqueued_to_outcome_with_a_step_per_event(
 ) -> None:
     action = one(transfer_call, "control call_transfer")
     assert action.kind == INTERNAL
-    assert (action.start_ns, action.end_ns) == (ns(1002.5), ns(1004.3))
+    # A transfer is over when VoxEngine says how it went on the phone, not at its acceptance.
+    assert (action.start_ns, action.end_ns) == (ns(1002.5), ns(1004.9))
     assert [(e.name, e.time_ns) for e in action.events] == [
         ("enqueued", ns(1002.5)),
         ("armed", ns(1003.0)),
@@ -178,6 +181,8 @@ def test_action_span_from_enqueued_to_outcome_with_a_step_per_event(
         ("sent", ns(1004.25)),
         ("answered", ns(1004.26)),
         ("accepted", ns(1004.3)),
+        ("telephony.ringing", ns(1004.5)),
+        ("telephony.connected", ns(1004.9)),
     ]
     assert action.event("released").attributes == {"vox.reason": "turn_ended", "vox.turn.seq": 2}
     assert action.event("retry").attributes == {
@@ -200,6 +205,7 @@ def test_action_span_from_enqueued_to_outcome_with_a_step_per_event(
         "vox.action.outcome": "delivered",
         "vox.action.reason": "accepted",
         "vox.action.attempts": 2,
+        "vox.action.telephony": "connected",
     }
     assert action.status_code == 0
 
@@ -304,6 +310,27 @@ def test_failed_and_cancelled_outcomes(provider: TracerProvider, receiver: OtlpR
     assert f.attributes["vox.action.outcome"] == "failed" and f.attributes["vox.action.attempts"] == 3
     assert c.status_code == 0 and c.attributes["vox.action.outcome"] == "cancelled"
     assert c.event_names() == ["enqueued", "cancelled"] and c.end_ns == ns(1011.5)
+
+
+def test_a_failed_transfer_and_one_the_call_outlived_never_read_as_errors_of_ours(
+    provider: TracerProvider, receiver: OtlpReceiver
+) -> None:
+    o = observe(provider)
+    busy, unknown = ControlAction(CALL_TRANSFER), ControlAction(CALL_TRANSFER)
+    o.call_started(CALL, T0)
+    for action, at in ((busy, 1000.0), (unknown, 1003.0)):
+        o.action_event(action, "enqueued", at, {})
+        o.action_event(action, "accepted", at + 0.5, {"reason": "accepted", "attempts": 1})
+    o.action_event(busy, "telephony.failed", 1002.0, {"reason": "busy", "sip_code": 486})
+    o.call_ended(1004.0)
+    spans = by_name(receiver.collect(provider), "control call_transfer")
+    failed, open_at_end = spans
+    assert failed.end_ns == ns(1002.0) and failed.status_code == 0
+    assert failed.attributes["vox.action.telephony"] == "failed"
+    assert failed.attributes["vox.action.telephony_reason"] == "busy"
+    assert failed.event("telephony.failed").attributes == {"vox.reason": "busy", "vox.sip_code": 486}
+    assert open_at_end.end_ns == ns(1004.0) and open_at_end.status_code == 0
+    assert open_at_end.event_names() == ["enqueued", "accepted", "call_ended"]
 
 
 def test_call_end_closes_whatever_is_still_open(provider: TracerProvider, receiver: OtlpReceiver) -> None:

@@ -1,0 +1,101 @@
+"""Each control action's milestones in Cartesia's own call log, next to the conversation.
+
+Line's `LogMessage` / `LogMetric` events become `log_event` / `log_metric` frames on the agent's
+websocket, which Cartesia shows in the call's transcript view (Cartesia's observability docs,
+"Loggable Events", "Loggable Metrics"). The control plane runs outside the agent's turn, so it
+cannot yield them; `CartesiaCallLog` builds the very frames Line builds for them
+(`ConversationRunner._map_output_event`: a `LogEventOutput` whose metadata holds `level`,
+`message` and `metadata`; a `LogMetricOutput`) and `FrameSender` writes them from the call's scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from line._harness_types import LogEventOutput, LogMetricOutput
+from loguru import logger
+
+from agent.actions import ControlAction
+from agent.call_observer import CallObserver
+
+EVENT = "vox_action"
+_LOGGED = {  # action event -> what the log line says
+    "accepted": "accepted by VoxEngine",
+    "failed": "not delivered",
+    "cancelled": "cancelled",
+    "session_ended": "sent; the VoxEngine session has ended",
+    "telephony.ringing": "ringing",
+    "telephony.connected": "connected",
+    "telephony.failed": "did not connect",
+}
+_ERRORS = ("failed", "telephony.failed")
+_BUFFER = 64  # frames waiting for the socket; a call makes a handful
+
+
+class JsonSocket(Protocol):
+    async def send_json(self, data: Any) -> None: ...
+
+
+class FrameSender:
+    """Frames for the agent's websocket, queued synchronously and written in order by `run`."""
+
+    def __init__(self) -> None:
+        self._send: MemoryObjectSendStream[dict[str, Any]]
+        self._receive: MemoryObjectReceiveStream[dict[str, Any]]
+        self._send, self._receive = anyio.create_memory_object_stream[dict[str, Any]](_BUFFER)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        try:
+            self._send.send_nowait(frame)
+        except (anyio.WouldBlock, anyio.ClosedResourceError):
+            logger.debug("call log frame dropped")
+
+    async def run(self, socket: JsonSocket) -> None:
+        """Write queued frames until `close`; a closed socket only ends the writing."""
+        async with self._receive:
+            async for frame in self._receive:
+                with contextlib.suppress(Exception):  # the harness may have closed the socket
+                    await socket.send_json(frame)
+
+    def close(self) -> None:
+        self._send.close()
+
+
+class CartesiaCallLog(CallObserver):
+    """Action milestones as `log_event` frames, and per accepted action its attempts and the
+    dead air between its release (the confirming turn's end) and VoxEngine's acceptance."""
+
+    def __init__(self, frames: FrameSender) -> None:
+        self._frames = frames
+        self._released: dict[str, float] = {}
+
+    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+        if name == "released" and attrs.get("reason") == "turn_ended":
+            self._released[action.id] = at
+        if name not in _LOGGED:
+            return
+        level: Literal["info", "error"] = "error" if name in _ERRORS else "info"
+        details = {k: v for k, v in attrs.items() if v is not None}
+        message = f"{action.kind.name} {_LOGGED[name]}" + (
+            f" ({details['reason']})" if "reason" in details else ""
+        )
+        metadata = {"id": action.id, "action": action.kind.name, "event": name, **details}
+        self._frames.send(
+            LogEventOutput(
+                event=EVENT, metadata={"level": level, "message": message, "metadata": metadata}
+            ).model_dump()
+        )
+        if name == "accepted":
+            self._metric("vox_action_attempts", attrs.get("attempts"))
+            released = self._released.pop(action.id, None)
+            if released is not None:
+                self._metric("vox_action_dead_air_ms", round((at - released) * 1000, 1))
+
+    def _metric(self, name: str, value: object) -> None:
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self._frames.send(LogMetricOutput(name=name, value=value).model_dump())

@@ -1,0 +1,167 @@
+"""VoxEngine's outcome events (docs/control-contract.md "Outcome events"): read strictly, attached
+to their action, and a failed transfer hands the call back to the agent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from line.events import AgentTurnEnded, AgentTurnStarted, UserCustomSent
+
+from agent.actions import CALL_TRANSFER, END_CALL, ControlAction, Setback
+from agent.call_control import CallControl
+from agent.call_log import CartesiaCallLog, FrameSender
+from agent.call_observer import CallObserver
+from agent.control_url import parse_control_url
+from agent.retry_policy import RetryPolicy
+from agent.telephony_outcomes import MalformedOutcome, TelephonyOutcome, parse_outcome
+from agent.voxengine_client import VoxEngineClient
+from lab.voxengine_emulator import VoxEngineEmulator
+
+pytestmark = pytest.mark.anyio
+
+
+def outcome(action_id: str = "a1", status: str = "failed", **extra: Any) -> dict[str, Any]:
+    base = {"vox_event": "action_outcome", "id": action_id, "action": "call_transfer", "status": status}
+    if status == "failed":
+        base["reason"] = "busy"
+    return {**base, **extra}
+
+
+def test_an_outcome_is_read_strictly() -> None:
+    assert parse_outcome(outcome(sip_code=486)) == TelephonyOutcome(
+        "a1", "call_transfer", "failed", "busy", 486
+    )
+    assert parse_outcome(outcome(status="ringing")) == TelephonyOutcome("a1", "call_transfer", "ringing")
+    assert parse_outcome({"something": "else"}) is None  # not ours: ignored quietly
+    assert parse_outcome("not a mapping") is None
+    unknown = parse_outcome(outcome(reason="moon_phase"))
+    assert unknown is not None and unknown.known_reason == "error"
+    for bad, field in [
+        (outcome(action_id="a b"), "id"),
+        (outcome(action_id="x" * 129), "id"),
+        (outcome(action="reboot"), "action"),
+        (outcome(status="exploded"), "status"),
+        (outcome(reason=None), "reason"),
+        (outcome(reason="Busy!"), "reason"),
+        (outcome(status="ringing", reason="busy"), "reason"),
+        (outcome(sip_code="486"), "sip_code"),
+        (outcome(sip_code=True), "sip_code"),
+        (outcome(sip_code=999), "sip_code"),
+    ]:
+        with pytest.raises(MalformedOutcome, match=field):
+            parse_outcome(bad)
+
+
+class Events(CallObserver):
+    def __init__(self) -> None:
+        self.names: list[tuple[str, Mapping[str, Any]]] = []
+        self.accepted = anyio.Event()
+
+    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+        self.names.append((name, dict(attrs)))
+        if name == "accepted":
+            self.accepted.set()
+
+
+@asynccontextmanager
+async def accepted_transfer(observer: Events) -> AsyncIterator[tuple[CallControl, str]]:
+    """A live CallControl whose transfer VoxEngine accepted, and the action's id."""
+    async with VoxEngineEmulator() as emulator, emulator.client() as http:
+        client = VoxEngineClient(http, retry=RetryPolicy(deadline_s=2.0, attempt_timeout_s=0.5))
+        target = parse_control_url(emulator.control_url())
+        control = CallControl(target=target, client=client, observer=observer)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control.run)
+            result = control.request(CALL_TRANSFER, summary="billing")
+            control.observe(AgentTurnStarted())
+            control.observe(AgentTurnEnded())
+            with anyio.fail_after(5):
+                await observer.accepted.wait()
+            assert result.action is not None
+            yield control, result.action.id
+            tg.cancel_scope.cancel()
+
+
+async def test_a_failed_transfer_resumes_the_conversation_once_and_frees_the_kind() -> None:
+    events = Events()
+    async with accepted_transfer(events) as (control, action_id):
+        assert control.request(CALL_TRANSFER).status == "duplicate"  # under way: still the same one
+        assert control.observe(UserCustomSent(metadata=outcome(action_id, "ringing"))) is False
+        assert control.observe(UserCustomSent(metadata=outcome(action_id, sip_code=486))) is True
+        assert control.take_setbacks() == [Setback("call_transfer", "busy")] and control.take_setbacks() == []
+        assert control.observe(UserCustomSent(metadata=outcome(action_id))) is False  # already over
+        again = control.request(CALL_TRANSFER)
+    names = [name for name, _ in events.names]
+    first = names.index("accepted")
+    assert names[first : first + 3] == ["accepted", "telephony.ringing", "telephony.failed"]
+    assert ("telephony.failed", {"reason": "busy", "sip_code": 486}) in events.names
+    assert again.status == "accepted" and again.action is not None and again.action.id != action_id
+
+
+async def test_events_that_are_not_for_an_accepted_action_of_this_call_never_start_the_agent() -> None:
+    events = Events()
+    async with accepted_transfer(events) as (control, action_id):
+        before = len(events.names)
+        for metadata in [
+            {"hello": "world"},  # not an outcome
+            outcome(action_id, status="sideways"),  # malformed
+            outcome("someone-else"),  # no such action
+            outcome(action_id, action="end_call"),  # not what this id is
+        ]:
+            assert control.observe(UserCustomSent(metadata=metadata)) is False
+        assert len(events.names) == before and control.take_setbacks() == []
+
+
+async def test_a_transfer_voxengine_never_took_is_a_setback_too() -> None:
+    async with VoxEngineEmulator() as emulator:
+        url = emulator.control_url()
+    async with emulator.client() as http:  # the emulator is gone: nothing answers
+        client = VoxEngineClient(http, retry=RetryPolicy(deadline_s=0.3, attempt_timeout_s=0.1))
+        control = CallControl(target=parse_control_url(url), client=client)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control.run)
+            control.request(CALL_TRANSFER)
+            control.request(END_CALL)
+            control.close()
+            with anyio.fail_after(5):
+                await control.wait_finished()
+    assert control.take_setbacks() == [Setback("call_transfer", "not_accepted")]  # not the hang-up
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    async def send_json(self, data: Any) -> None:
+        self.frames.append(data)
+
+
+async def test_milestones_reach_cartesias_call_log_as_line_frames() -> None:
+    frames, sink = FrameSender(), Sink()
+    log = CartesiaCallLog(frames)
+    action = ControlAction(CALL_TRANSFER, {"summary": "x"})
+    log.action_event(action, "released", 10.0, {"reason": "turn_ended"})
+    log.action_event(action, "accepted", 10.004, {"reason": "accepted", "attempts": 1})
+    log.action_event(action, "telephony.failed", 12.0, {"reason": "busy", "sip_code": 486})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(frames.run, sink)
+        frames.close()
+    events = [f for f in sink.frames if f["type"] == "log_event"]
+    metrics = {f["name"]: f["value"] for f in sink.frames if f["type"] == "log_metric"}
+    assert [e["metadata"]["message"] for e in events] == [
+        "call_transfer accepted by VoxEngine (accepted)",
+        "call_transfer did not connect (busy)",
+    ]
+    assert [e["metadata"]["level"] for e in events] == ["info", "error"]
+    assert events[1]["metadata"]["metadata"] == {
+        "id": action.id,
+        "action": "call_transfer",
+        "event": "telephony.failed",
+        "reason": "busy",
+        "sip_code": 486,
+    }
+    assert metrics == {"vox_action_attempts": 1, "vox_action_dead_air_ms": 4.0}
