@@ -23,7 +23,7 @@ from multiprocessing import get_context
 
 import anyio
 
-from agent.app import build_llm_agent
+from agent.conversation import build_llm_agent
 from bench.corpus import BARGE_IN_TEXT, CallSpec, Kind
 from bench.noise import Noise, cpu_snapshot, noise_between
 from bench.progress import Progress, quiet_logs
