@@ -131,7 +131,8 @@ async def test_each_attempt_is_a_client_span_child_of_the_action_span(
     assert first.start_ns < first.end_ns <= second.start_ns < second.end_ns
     assert not_after(action.start_ns, first.start_ns) and not_after(second.end_ns, action.end_ns)
     assert action.event_names() == [
-        "enqueued", "armed", "released", "sent", "answered", "retry", "sent", "answered", "accepted"
+        "enqueued", "armed", "released", "sent", "answered", "retry", "sent", "answered", "accepted",
+        "call_ended",  # a transfer's span waits for VoxEngine's outcome, which this call never got
     ]  # fmt: skip
 
 
