@@ -379,7 +379,11 @@ async def play(ops: list[tuple[str, str]]) -> None:
     expected: set[tuple[str, str, str]] = set()
     asked: list[str] = []
     retry = RetryPolicy(deadline_s=2.0, attempt_timeout_s=0.5, backoff_initial_s=0.01, backoff_max_s=0.02)
-    async with VoxEngineEmulator() as emulator, emulator.client() as http:
+    # The session outlives the example: its termination after a hang-up runs on the wall clock
+    # (1 s), the policy here on a fake one, and a slow machine would let it land between steps.
+    # What a terminated session answers: tests/lab/test_voxengine_emulator.py, and the control
+    # plane meeting one: tests/timing/test_action_timing.py.
+    async with VoxEngineEmulator(terminate_grace_s=3600) as emulator, emulator.client() as http:
         target = parse_control_url(emulator.control_url("prop"), allow_local=True)
         control = CallControl(
             target=target,
