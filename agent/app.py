@@ -43,7 +43,6 @@ CONTROL_URL_KEY = "vox_session_control_url"
 
 ObserverFactory = Callable[[CallInfo], CallObserver]
 AgentFactory = Callable[[Settings, CallControl], Any]
-HttpClientHook = Callable[[httpx.AsyncClient], None]  # e.g. instrument the pooled client for tracing
 ShutdownHook = Callable[[], None]  # blocking work after calls drained, e.g. flush spans
 
 
@@ -105,7 +104,6 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         agent_factory: AgentFactory = build_llm_agent,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.perf_counter,
-        http_client_hooks: Sequence[HttpClientHook] = (),
         shutdown_hooks: Sequence[ShutdownHook] = (),
     ) -> None:
         install_log_redaction()  # before the first call: Line logs the start message, URL and all
@@ -114,7 +112,6 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         self._observer_factories = list(observers)
         self._agent_factory = agent_factory
         self._injected_http = http_client
-        self._http_client_hooks = list(http_client_hooks)
         self._shutdown_hooks = list(shutdown_hooks)
         self._client: VoxEngineClient | None = None
         self.live_calls: set[CallControl] = set()
@@ -124,9 +121,6 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
     def add_observer(self, factory: ObserverFactory) -> None:
         self._observer_factories.append(factory)
 
-    def add_http_client_hook(self, hook: HttpClientHook) -> None:
-        self._http_client_hooks.append(hook)
-
     def add_shutdown_hook(self, hook: ShutdownHook) -> None:
         self._shutdown_hooks.append(hook)
 
@@ -135,8 +129,6 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         for warning in self.settings.warnings:
             logger.warning(warning)
         http = self._injected_http or make_control_client(self.settings.control)
-        for hook in self._http_client_hooks:
-            hook(http)
         self._client = VoxEngineClient(http, retry=self.settings.retry, secret=self.settings.control_secret)
         try:
             yield
@@ -201,6 +193,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
             control_host=target.host if target else None,
             control_fingerprint=target.fingerprint if target else None,
             control_refusal=refusal,
+            control_origin=target.origin if target else None,
         )
         call_log = CartesiaCallLog(scope.frames)  # milestones in Cartesia's call view
         observer = ObserverGroup([call_log, *(factory(info) for factory in self._observer_factories)])

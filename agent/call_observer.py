@@ -29,6 +29,7 @@ class CallInfo:
     control_host: str | None
     control_fingerprint: str | None
     control_refusal: str | None
+    control_origin: str | None = None  # scheme://host:port, never the path
 
 
 class CallObserver:

@@ -39,6 +39,7 @@ class AttemptResult:
     status_code: int | None = None
     retry_after_s: float | None = None
     maybe_acted: bool = False  # sent, but no answer came back: the receiver may have acted on it
+    peer: tuple[str, int] | None = None  # the address that answered (for the POST's span)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ def create_app(settings: Settings | None = None) -> TelephonyAgentApp:
     tracing = tracing_observer_factory()
     if tracing is not None:
         app.add_observer(tracing)
-        app.add_http_client_hook(tracing.instrument_http_client)
         app.add_shutdown_hook(shutdown_tracing)
     return app
 

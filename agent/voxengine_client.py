@@ -8,6 +8,7 @@ ending, good or bad, comes back as a `Delivery` with a reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -134,11 +135,22 @@ class VoxEngineClient:
             return AttemptResult(False, True, "timeout")
         except Exception as exc:
             return self.retry.classify_error(exc)
-        return self.retry.classify_response(response.status_code, response.headers, payload)
+        result = self.retry.classify_response(response.status_code, response.headers, payload)
+        return dataclasses.replace(result, peer=_peer(response))
 
 
 def _answer(attempt: int, result: AttemptResult) -> dict[str, Any]:
-    return {"attempt": attempt, "reason": result.reason, "status": result.status_code}
+    answer = {"attempt": attempt, "reason": result.reason, "status": result.status_code}
+    return {**answer, "peer": result.peer} if result.peer is not None else answer
+
+
+def _peer(response: httpx.Response) -> tuple[str, int] | None:
+    """The address the connection went to (our connection layer resolved and checked it)."""
+    stream = response.extensions.get("network_stream")
+    address = stream.get_extra_info("server_addr") if stream is not None else None
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), int(address[1])
+    return None
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:

@@ -76,7 +76,7 @@ class Tracing:
     """Tracing as the app turns it on: the `telemetry` package's observer and HTTP spans,
     through its tracer provider (batched, redacted), exported over OTLP/HTTP."""
 
-    def __init__(self, endpoint: str, http: httpx.AsyncClient) -> None:
+    def __init__(self, endpoint: str) -> None:
         import requests
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import SpanExporter
@@ -90,7 +90,6 @@ class Tracing:
         self.provider = telemetry.create_tracer_provider([exporter], shutdown_on_exit=False)
         factory = telemetry.tracing_observer_factory(self.provider)
         assert factory is not None
-        factory.instrument_http_client(http)
         self.factory = factory
 
 

@@ -92,7 +92,7 @@ class _Child:
         settings = lab_settings(self.options.network, retry=self.options.retry)
         http = make_control_client(settings.control)
         floor = make_control_client(settings.control)  # the same connection layer, no app on top
-        tracing = Tracing(self.options.otlp_endpoint, http) if self.options.otlp_endpoint else None
+        tracing = Tracing(self.options.otlp_endpoint) if self.options.otlp_endpoint else None
         app = TelephonyAgentApp(
             settings,
             observers=[self.marks, *([tracing.factory] if tracing else [])],

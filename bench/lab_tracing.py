@@ -37,10 +37,9 @@ class LabTracingCost:
 async def _one_call(tracing: TracingObserverFactory | None) -> float:
     scenario = CATALOGUE["transfer-short"]().with_tts(FAST_TTS)
     observers = [tracing] if tracing else []
-    client_hooks = [tracing.instrument_http_client] if tracing else []
     gc.collect()  # each call starts from the same heap state, traced or not
     started = time.process_time()
-    await run_scenario(scenario, observers=observers, http_client_hooks=client_hooks)
+    await run_scenario(scenario, observers=observers)
     return (time.process_time() - started) * 1000.0
 
 

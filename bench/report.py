@@ -365,8 +365,8 @@ def _resources(result: OverheadResult, config: BenchConfig) -> list[str]:
         "exported) ÷ calls; peak RSS = VmHWM reset just before the round, minus the RSS then, ÷ calls. "
         "Tracing on = the `telemetry` package as the app uses it: `create_tracer_provider` (batched, "
         "redacted) exporting OTLP/HTTP protobuf to a receiver on 127.0.0.1 in the benchmark process, "
-        "`tracing_observer_factory(provider)` as the app's observer, `instrument_http_client` on its "
-        "control client. Runs alternate off/on so drift hits both.",
+        "`tracing_observer_factory(provider)` as the app's observer (its POST spans included). Runs "
+        "alternate off/on so drift hits both.",
         "",
         *table(RESOURCE_HEADER, rows),
         "",

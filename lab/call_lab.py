@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from agent.actions import ControlAction
-from agent.app import AgentFactory, HttpClientHook, ObserverFactory, TelephonyAgentApp
+from agent.app import AgentFactory, ObserverFactory, TelephonyAgentApp
 from agent.call_observer import CallInfo, CallObserver
 from agent.control_transport import ControlNetwork, Pin
 from agent.conversation import build_llm_agent
@@ -113,7 +113,6 @@ class CallLab:
         observers: Sequence[ObserverFactory] = (),
         agent_factory: AgentFactory = build_llm_agent,
         default_reply: LlmReply | None = None,
-        http_client_hooks: Sequence[HttpClientHook] = (),
         pins: Sequence[Pin] = (),  # other lab hosts the app may reach by name, besides the emulator
         allow_local: bool = True,  # False: production's setting (pins ignored, loopback refused)
         transfer: TransferScript | None = None,  # what the phone does after an accepted transfer
@@ -125,7 +124,6 @@ class CallLab:
         self._settings = settings
         self._observers = list(observers)
         self._agent_factory = agent_factory
-        self._http_client_hooks = list(http_client_hooks)
         self._pins = tuple(pins)
         self._allow_local = allow_local
         self._stack = contextlib.AsyncExitStack()
@@ -151,7 +149,6 @@ class CallLab:
                 observers=[self.recorder.factory, *self._observers],
                 agent_factory=self._agent_factory,
                 clock=time.perf_counter,
-                http_client_hooks=self._http_client_hooks,
             )
             server = await self._stack.enter_async_context(
                 serve_on_loopback(self.app.fastapi_app, graceful_shutdown_s=settings.drain_timeout_s + 1)

@@ -14,7 +14,7 @@ from typing import Literal
 import anyio
 
 from agent import prompt
-from agent.app import AgentFactory, HttpClientHook, ObserverFactory
+from agent.app import AgentFactory, ObserverFactory
 from agent.conversation import build_llm_agent
 from agent.settings import Settings
 from lab.call_lab import CallLab
@@ -207,7 +207,6 @@ async def run_scenario(
     secret: str | None = None,
     settle_s: float = 0.0,
     agent_factory: AgentFactory | None = None,
-    http_client_hooks: Sequence[HttpClientHook] = (),
 ) -> CallResult:
     """Play `scenario` once on a fresh lab and collect what happened.
 
@@ -225,7 +224,6 @@ async def run_scenario(
         observers=observers,
         agent_factory=factory,
         secret=secret,
-        http_client_hooks=http_client_hooks,
     ) as lab:
         async with lab.call(
             tts=scenario.tts,

@@ -147,7 +147,6 @@ async def run(args: argparse.Namespace, tracing: TracingObserverFactory | None =
             faults=faults,
             settings=settings,
             observers=[tracing] if tracing else [],
-            http_client_hooks=[tracing.instrument_http_client] if tracing else [],
         )
         results.append(result)
         title = f"{name} · policy: {policy} · harness: {scenario.profile.name}"

@@ -3,8 +3,7 @@ any collector. Off unless OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set. See docs/
 
     tracing = tracing_observer_factory()          # None: tracing is off
     if tracing is not None:
-        app.add_observer(tracing)                 # spans for turns, tools and actions
-        tracing.instrument_http_client(client)    # HTTP spans for the control POSTs
+        app.add_observer(tracing)                 # spans for turns, tools, actions and POSTs
     ...
     shutdown_tracing()                            # flush at the end of the server's lifespan
 """

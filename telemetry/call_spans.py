@@ -9,19 +9,21 @@ One trace per call (docs/tracing.md has the full table):
     └── control {kind}                    enqueued → accepted / failed / cancelled / session_ended
         │                                 (a transfer: accepted → telephony.ringing →
         │                                  telephony.connected / telephony.failed)
-        └── POST                          one per attempt (httpx instrumentation)
+        └── POST                          one per attempt: `sent` → `answered`
 
-The action span carries an event per step (enqueued, armed, released, sent, answered, retry,
+The action span carries an event per step after its start (armed, released, retry,
 accepted/failed/cancelled/session_ended, and for an action whose outcome VoxEngine reports later,
-telephony.ringing/connected/failed) and a link to the agent turn whose end released it; the tool
-span that requested it links to it. A transfer's span stays open after its acceptance until
-VoxEngine says how it ended on the phone, or the call ends. Every hook runs on the event loop,
-quickly, and never raises (`ObserverGroup` contains it anyway).
+telephony.ringing/connected/failed; each attempt is its POST span) and a link to the agent turn
+whose end released it; the tool span that requested it links to it. A transfer's span stays
+open after its acceptance until VoxEngine says how it ended on the phone, or the call ends.
+Every hook runs on the event loop, quickly, and never raises (`ObserverGroup` contains it
+anyway). Spans are recorded as plain data and handed to the SDK's processors when they end
+(`telemetry.span_builder`: why, and what the SDK's own `Span` would have cost).
 
 Timestamps: the hooks give `time.perf_counter()` seconds; each is placed on the epoch at
 `wall_at_start + (at - perf_at_start)`, one offset sampled when the observer is created (as the
-call starts), so these spans and the HTTP spans (timed by the SDK on the wall clock) share one
-time axis.
+call starts), so every span of the call, POST attempts included, sits on one monotonic time axis
+that a wall-clock step during the call cannot bend.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 from line.events import (
     AgentEndCall,
     AgentTextSent,
@@ -50,15 +52,22 @@ from line.events import (
 )
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TracerProvider,
+)
 from opentelemetry.util.types import AttributeValue
 
 from agent.actions import ControlAction
 from agent.call_observer import CallInfo, CallObserver
 from telemetry import conventions as c
-from telemetry.http_client import DeliveryProgress, instrument_http_client, with_delivery_progress
 from telemetry.redaction import mask_party
+from telemetry.span_builder import OpenSpan, SpanBuilder
 
 # Keys of `action_event` attrs (agent/call_control.py, agent/voxengine_client.py) → span event keys.
 _EVENT_KEYS = {
@@ -71,6 +80,7 @@ _EVENT_KEYS = {
     "status": c.HTTP_RESPONSE_STATUS_CODE,
 }
 _TELEPHONY_ENDS = ("telephony.connected", "telephony.failed")
+# Hook names that are no event of the action span: its start, and each POST span's start and end.
 _OUTCOMES = {
     "accepted": "delivered",
     "failed": "failed",
@@ -85,16 +95,20 @@ class EpochClock:
     def __init__(
         self, clock: Callable[[], float] = time.perf_counter, wall_clock_ns: Callable[[], int] = time.time_ns
     ) -> None:
+        self._clock = clock
         self._wall_ns = wall_clock_ns()
         self._at = clock()
 
     def ns(self, at: float) -> int:
         return self._wall_ns + round((at - self._at) * 1e9)
 
+    def now_ns(self) -> int:
+        return self.ns(self._clock())
+
 
 @dataclass
 class _Turn:
-    span: Span
+    span: OpenSpan
     seq: int
     characters: int = 0
     interrupted: bool = False
@@ -102,13 +116,13 @@ class _Turn:
 
 @dataclass
 class _Action:
-    span: Span
+    span: OpenSpan
     kind: str
-    progress: DeliveryProgress = field(default_factory=DeliveryProgress)
     carrier: int | None = None
     requested_by_tool: bool = False
     on_the_phone: bool = False  # accepted; VoxEngine's outcome events still to come
     phone_result: tuple[str, Mapping[str, Any]] | None = None  # came before the POST's answer
+    attempt: tuple[OpenSpan, object] | None = None  # the POST in flight, and its context token
 
 
 @dataclass(frozen=True)
@@ -121,12 +135,20 @@ class _ToolCall:
 class TracingObserver(CallObserver):
     """Records one call as one trace."""
 
-    def __init__(self, call: CallInfo, tracer: Tracer, *, clock: EpochClock | None = None) -> None:
+    def __init__(self, call: CallInfo, spans: SpanBuilder, *, clock: EpochClock | None = None) -> None:
         self._call = call
-        self._tracer = tracer
+        self._spans = spans
         self._clock = clock or EpochClock()
-        self._root: Span | None = None
-        self._root_context = Context()
+        self._root: OpenSpan | None = None
+        self._on_harness: dict[type, Callable[[InputEvent, float], None]] = {
+            AgentTextSent: self._agent_text,
+            UserTextSent: self._user_text,
+            AgentTurnStarted: self._agent_turn_started,
+            AgentTurnEnded: self._agent_turn_ended,
+            UserTurnStarted: self._user_turn_started,
+            UserTurnEnded: self._user_turn_ended,
+            CallEnded: self._harness_call_ended,
+        }
         self._ended = False
         self._agent_turn: _Turn | None = None
         self._agent_turns: dict[int, SpanContext] = {}
@@ -135,6 +157,7 @@ class TracingObserver(CallObserver):
         self._tools: dict[str, _ToolCall] = {}
         self._actions: dict[str, _Action] = {}
         self._action_count = 0
+        self._http_attributes: dict[str, AttributeValue] = {}
 
     # ---- the call ----
 
@@ -154,14 +177,10 @@ class TracingObserver(CallObserver):
             }
         )
         # A new trace, whatever context the hook runs in: one trace per call.
-        self._root = self._tracer.start_span(
-            c.CALL_SPAN,
-            context=Context(),
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            start_time=self._ns(at),
+        self._root = self._spans.root(
+            c.CALL_SPAN, kind=SpanKind.SERVER, attributes=attributes, start_ns=self._ns(at)
         )
-        self._root_context = trace.set_span_in_context(self._root, Context())
+        self._http_attributes = _http_attributes(call.control_origin)
 
     def call_ended(self, at: float) -> None:
         root = self._root
@@ -193,46 +212,55 @@ class TracingObserver(CallObserver):
     # ---- the harness: turns ----
 
     def harness_event(self, event: InputEvent, at: float) -> None:
-        if self._root is None or self._ended:
-            return
+        # Called for every harness event, a word's ack included: one dict lookup for the rest.
+        handler = self._on_harness.get(type(event))
+        if handler is not None and self._root is not None and not self._ended:
+            handler(event, at)
+
+    def _agent_turn_started(self, event: InputEvent, at: float) -> None:
         ns = self._ns(at)
-        if isinstance(event, AgentTurnStarted):
-            self._end_agent_turn(ns, "next_turn")  # the flush policy does the same
-            seq = len(self._agent_turns) + 1
-            span = self._child(c.AGENT_TURN_SPAN, ns, {c.TURN_SEQ: seq})
-            self._agent_turn = _Turn(span, seq)
-            self._agent_turns[seq] = span.get_span_context()
-        elif isinstance(event, AgentTextSent):
-            if self._agent_turn is not None:
-                self._agent_turn.characters += len(event.content)
-        elif isinstance(event, AgentTurnEnded):
-            if self._agent_turn is not None:
-                spoken = [item.content for item in event.content if isinstance(item, AgentTextSent)]
-                if spoken:  # the harness's own account of the turn wins over the running count
-                    self._agent_turn.characters = sum(map(len, spoken))
-                self._end_agent_turn(ns, "idle")
-        elif isinstance(event, UserTurnStarted):
-            self._end_user_turn(ns, "next_turn")
-            barge_in = self._agent_turn is not None
-            if self._agent_turn is not None and not self._agent_turn.interrupted:
-                self._agent_turn.interrupted = True
-                self._agent_turn.span.add_event("interrupted", timestamp=ns)
-            self._user_turns += 1
-            span = self._child(
-                c.USER_TURN_SPAN, ns, {c.TURN_SEQ: self._user_turns, c.TURN_BARGE_IN: barge_in}
-            )
-            self._user_turn = _Turn(span, self._user_turns)
-        elif isinstance(event, UserTextSent):
-            if self._user_turn is not None:
-                self._user_turn.characters += len(event.content)
-        elif isinstance(event, UserTurnEnded):
-            if self._user_turn is not None:
-                heard = [item.content for item in event.content if isinstance(item, UserTextSent)]
-                if heard:
-                    self._user_turn.characters = sum(map(len, heard))
-                self._end_user_turn(ns, "idle")
-        elif isinstance(event, CallEnded):
-            self._root.add_event("harness.call_ended", timestamp=ns)
+        self._end_agent_turn(ns, "next_turn")  # the flush policy does the same
+        seq = len(self._agent_turns) + 1
+        span = self._child(c.AGENT_TURN_SPAN, ns, {c.TURN_SEQ: seq})
+        self._agent_turn = _Turn(span, seq)
+        self._agent_turns[seq] = span.get_span_context()
+
+    def _agent_text(self, event: InputEvent, at: float) -> None:
+        if self._agent_turn is not None and isinstance(event, AgentTextSent):
+            self._agent_turn.characters += len(event.content)
+
+    def _agent_turn_ended(self, event: InputEvent, at: float) -> None:
+        if self._agent_turn is not None and isinstance(event, AgentTurnEnded):
+            spoken = [item.content for item in event.content if isinstance(item, AgentTextSent)]
+            if spoken:  # the harness's own account of the turn wins over the running count
+                self._agent_turn.characters = sum(map(len, spoken))
+            self._end_agent_turn(self._ns(at), "idle")
+
+    def _user_turn_started(self, event: InputEvent, at: float) -> None:
+        ns = self._ns(at)
+        self._end_user_turn(ns, "next_turn")
+        barge_in = self._agent_turn is not None
+        if self._agent_turn is not None and not self._agent_turn.interrupted:
+            self._agent_turn.interrupted = True
+            self._agent_turn.span.add_event("interrupted", timestamp=ns)
+        self._user_turns += 1
+        span = self._child(c.USER_TURN_SPAN, ns, {c.TURN_SEQ: self._user_turns, c.TURN_BARGE_IN: barge_in})
+        self._user_turn = _Turn(span, self._user_turns)
+
+    def _user_text(self, event: InputEvent, at: float) -> None:
+        if self._user_turn is not None and isinstance(event, UserTextSent):
+            self._user_turn.characters += len(event.content)
+
+    def _user_turn_ended(self, event: InputEvent, at: float) -> None:
+        if self._user_turn is not None and isinstance(event, UserTurnEnded):
+            heard = [item.content for item in event.content if isinstance(item, UserTextSent)]
+            if heard:
+                self._user_turn.characters = sum(map(len, heard))
+            self._end_user_turn(self._ns(at), "idle")
+
+    def _harness_call_ended(self, event: InputEvent, at: float) -> None:
+        if self._root is not None:
+            self._root.add_event("harness.call_ended", timestamp=self._ns(at))
 
     def _end_agent_turn(self, end_ns: int, how: str) -> None:
         turn, self._agent_turn = self._agent_turn, None
@@ -273,9 +301,10 @@ class TracingObserver(CallObserver):
             if state.kind == name and not state.requested_by_tool:
                 state.requested_by_tool = True
                 links.append(Link(state.span.get_span_context(), {c.LINK_TYPE: "requested"}))
-        span = self._tracer.start_span(
+        assert self._root is not None
+        span = self._spans.child(
+            self._root,
             f"{c.TOOL_SPAN} {name}",
-            context=self._root_context,
             attributes={
                 c.GEN_AI_OPERATION_NAME: "execute_tool",
                 c.GEN_AI_TOOL_NAME: name,
@@ -283,8 +312,8 @@ class TracingObserver(CallObserver):
                 c.GEN_AI_TOOL_TYPE: "function",
                 c.TOOL_ARGS_SIZE: tool.args_size,
             },
+            start_ns=self._ns(tool.at),
             links=links,
-            start_time=self._ns(tool.at),
         )
         if isinstance(result, str) and result.startswith("error"):
             span.set_attribute(c.ERROR_TYPE, "tool_error")  # never the message: it may quote the caller
@@ -326,9 +355,12 @@ class TracingObserver(CallObserver):
                 seq, turn_context = turn
                 event_attributes[c.TURN_SEQ] = seq
                 span.add_link(turn_context, {c.LINK_TYPE: "released_by", c.ACTION_RELEASE_REASON: reason})
-        elif name == "sent" and isinstance(attrs.get("attempt"), int):
-            state.progress.attempts = attrs["attempt"]
-        span.add_event(name, attributes=_attributes(event_attributes), timestamp=ns)
+        if name == "sent":
+            self._start_attempt(state, attrs, ns)
+        elif name == "answered":
+            self._end_attempt(state, attrs, ns)
+        elif name != "enqueued":  # that one is the span's start; sent / answered, a POST span's
+            span.add_event(name, attributes=_attributes(event_attributes), timestamp=ns)
         if name in _OUTCOMES:
             self._finish(action.id, state, name, attrs, ns, keep_open=action.kind.reports_outcome)
             if state.on_the_phone and state.phone_result is not None:  # the phone was faster
@@ -384,20 +416,71 @@ class TracingObserver(CallObserver):
         span.end(end_time=ns)
         del self._actions[action_id]
 
+    # ---- the control plane: each POST attempt ----
+
+    def _start_attempt(self, state: _Action, attrs: Mapping[str, Any], ns: int) -> None:
+        """A CLIENT span per attempt, current while it runs, so the W3C headers the client
+        injects (`traceparent`, and its `X-Traceparent` mirror that VoxEngine shows the scenario)
+        name it. Built from the control plane's own `sent` / `answered` hooks: an HTTP client
+        instrumentation would wrap every request of the pooled client (the warm-ups too) and cost
+        more than the rest of the call's trace together (bench/README.md)."""
+        attempt = attrs.get("attempt")
+        span = self._spans.child(
+            state.span,
+            c.HTTP_SPAN,
+            kind=SpanKind.CLIENT,
+            attributes=_attributes(
+                {
+                    **self._http_attributes,
+                    c.HTTP_REQUEST_RESEND_COUNT: attempt - 1
+                    if isinstance(attempt, int) and attempt > 1
+                    else None,
+                }
+            ),
+            start_ns=ns,
+        )
+        state.attempt = (span, otel_context.attach(_as_current(span)))
+
+    def _end_attempt(self, state: _Action, attrs: Mapping[str, Any], ns: int, *, cut: bool = False) -> None:
+        if state.attempt is None:
+            return
+        span, token = state.attempt
+        state.attempt = None
+        otel_context.detach(token)  # type: ignore[arg-type]
+        status, reason = attrs.get("status"), attrs.get("reason")
+        peer = attrs.get("peer")
+        host, port = peer if isinstance(peer, tuple) and len(peer) == 2 else (None, None)
+        error = "cancelled" if cut else str(status) if isinstance(status, int) and status >= 400 else None
+        if error is None and status is None and reason not in (None, "accepted"):
+            error = str(reason)  # a transport failure: timeout, connection_lost, tls_error, ...
+        span.set_attributes(
+            _attributes(
+                {
+                    c.HTTP_RESPONSE_STATUS_CODE: status,
+                    c.NETWORK_PEER_ADDRESS: host,
+                    c.NETWORK_PEER_PORT: port,
+                    c.ERROR_TYPE: error,
+                }
+            )
+        )
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=ns)
+
     @contextlib.contextmanager
     def delivering(self, action: ControlAction) -> Iterator[None]:
-        """The action's span is the current span around its POSTs: their HTTP spans are its
-        children and the W3C headers the client injects name it. Entered and left in one task."""
+        """The action's span is the current span around its delivery; each attempt's span is
+        current while it runs. Entered and left in one task."""
         state = self._actions.get(action.id)
         if state is None:
             yield
             return
-        token = otel_context.attach(
-            with_delivery_progress(state.progress, trace.set_span_in_context(state.span))
-        )
+        token = otel_context.attach(_as_current(state.span))
         try:
             yield
         finally:
+            if state.attempt is not None:  # cut short (the deadline, or the call's drain bound)
+                self._end_attempt(state, {}, self._clock.now_ns(), cut=True)
             otel_context.detach(token)
 
     # ---- helpers ----
@@ -405,18 +488,13 @@ class TracingObserver(CallObserver):
     def _ns(self, at: float) -> int:
         return self._clock.ns(at)
 
-    def _child(self, name: str, start_ns: int, attributes: Mapping[str, AttributeValue | None]) -> Span:
-        return self._tracer.start_span(
-            name, context=self._root_context, attributes=_attributes(attributes), start_time=start_ns
-        )
+    def _child(self, name: str, start_ns: int, attributes: Mapping[str, AttributeValue | None]) -> OpenSpan:
+        assert self._root is not None
+        return self._spans.child(self._root, name, attributes=_attributes(attributes), start_ns=start_ns)
 
 
 class TracingObserverFactory:
-    """`TelephonyAgentApp`'s observer factory for tracing, bound to one tracer provider.
-
-    Also instruments the app's pooled control client (`instrument_http_client`), so each POST
-    is an HTTP span under its action's span.
-    """
+    """`TelephonyAgentApp`'s observer factory for tracing, bound to one tracer provider."""
 
     def __init__(
         self,
@@ -426,20 +504,42 @@ class TracingObserverFactory:
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.tracer_provider = tracer_provider
-        self._tracer = tracer_provider.get_tracer(__name__)
+        self._spans = SpanBuilder(tracer_provider.get_tracer(__name__))
         self._clock = clock  # must be the app's clock (TelephonyAgentApp.clock)
         self._wall_clock_ns = wall_clock_ns
 
     def __call__(self, call: CallInfo) -> CallObserver:
-        return TracingObserver(call, self._tracer, clock=EpochClock(self._clock, self._wall_clock_ns))
+        return TracingObserver(call, self._spans, clock=EpochClock(self._clock, self._wall_clock_ns))
 
-    def instrument_http_client(self, client: httpx.AsyncClient) -> None:
-        instrument_http_client(client, self.tracer_provider)
+
+def _as_current(span: OpenSpan) -> otel_context.Context:
+    """A context whose current span is `span`, for the propagator that writes the POST's
+    `traceparent` (it reads only the span's ids)."""
+    return trace.set_span_in_context(NonRecordingSpan(span.context))
 
 
 def _attributes(values: Mapping[str, Any]) -> dict[str, AttributeValue]:
     """Only the values a span attribute can hold; None (unknown) is left out."""
     return {key: value for key, value in values.items() if isinstance(value, (str, bool, int, float))}
+
+
+def _http_attributes(origin: str | None) -> dict[str, AttributeValue]:
+    """The stable HTTP client attributes every attempt of this call shares (the path is never
+    recorded: `url.full` is the origin and `/REDACTED`, as `telemetry.redaction` writes it)."""
+    attributes: dict[str, AttributeValue] = {
+        c.HTTP_REQUEST_METHOD: "POST",
+        c.NETWORK_PROTOCOL_VERSION: "1.1",
+    }
+    if origin is not None:
+        parts = urlsplit(origin)
+        attributes |= _attributes(
+            {
+                c.SERVER_ADDRESS: parts.hostname,
+                c.SERVER_PORT: parts.port or 443,
+                c.URL_FULL: f"{origin}/REDACTED",
+            }
+        )
+    return attributes
 
 
 def _json_size(args: Mapping[str, Any]) -> int:

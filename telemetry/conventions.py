@@ -1,8 +1,8 @@
 """Names in a call's trace: span names and attribute keys (docs/tracing.md has the table).
 
 OpenTelemetry semantic conventions are used where one exists (`error.type`, the GenAI
-`execute_tool` span, the HTTP client attributes of the httpx instrumentation); everything
-specific to this project lives under `vox.`.
+`execute_tool` span, the stable HTTP client span and attributes); everything specific to this
+project lives under `vox.`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ AGENT_TURN_SPAN: Final = "agent.turn"
 USER_TURN_SPAN: Final = "user.turn"
 TOOL_SPAN: Final = "execute_tool"  # + " {tool name}" (GenAI semconv span name)
 ACTION_SPAN: Final = "control"  # + " {action kind}"
+HTTP_SPAN: Final = "POST"  # HTTP client semconv: the method
 
 # ---- OpenTelemetry semantic conventions ----
 ERROR_TYPE: Final = "error.type"
@@ -22,10 +23,15 @@ GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
 GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+HTTP_REQUEST_METHOD: Final = "http.request.method"
 HTTP_REQUEST_RESEND_COUNT: Final = "http.request.resend_count"
 HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+NETWORK_PEER_ADDRESS: Final = "network.peer.address"
+NETWORK_PEER_PORT: Final = "network.peer.port"
+NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
 URL_FULL: Final = "url.full"
-LEGACY_HTTP_URL: Final = "http.url"  # the pre-stable HTTP conventions' name for url.full
 
 # ---- the call (root span) ----
 CALL_ID: Final = "vox.call.id"
@@ -67,3 +73,6 @@ EVENT_RETRY_WAIT_S: Final = "vox.retry.wait_s"
 
 # ---- link attributes ----
 LINK_TYPE: Final = "vox.link.type"  # "released_by" (action → turn), "requested" (tool → action)
+
+# ---- any span ----
+SPAN_DROPPED_EVENTS: Final = "vox.span.dropped_events"  # events past the limit (128), not recorded

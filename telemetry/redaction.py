@@ -1,11 +1,10 @@
 """Keeping secrets and personal data out of traces.
 
 The control URL's path is a bearer secret (docs/control-contract.md). Spans carry the control
-host and a short fingerprint instead (`CallInfo`), the HTTP spans' `url.full` is rewritten as
-soon as the span starts (`telemetry.http_client`), and every exporter built by
-`telemetry.setup` sits behind `RedactingSpanExporter`, the last gate: whatever an
-instrumentation or an exception message put in a span, no URL leaves the process with more
-than its origin.
+host and a short fingerprint instead (`CallInfo`), the POST spans' `url.full` is built from the
+URL's origin (`telemetry.call_spans`), and every exporter built by `telemetry.setup` sits behind
+`RedactingSpanExporter`, the last gate: whatever an exception message or a future
+instrumentation puts in a span, no URL leaves the process with more than its origin.
 """
 
 from __future__ import annotations

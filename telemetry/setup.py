@@ -21,15 +21,11 @@ from typing import cast
 
 from loguru import logger
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind
-from opentelemetry.trace.span import TraceState
-from opentelemetry.util.types import Attributes
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 
 from telemetry.config import DEFAULT_SERVICE_NAME, GRPC, HTTP_PROTOBUF, TracingConfig
 from telemetry.otlp_json import JsonLinesSpanExporter
@@ -39,36 +35,6 @@ _GRPC_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
 
 _lock = threading.Lock()
 _configured: TracerProvider | None = None
-
-
-class CallScopedSampler(Sampler):
-    """Samples like `inner`, except that an HTTP client span outside any call is dropped.
-
-    The control client also opens a warm-up connection when a call starts (a HEAD to the
-    control host's root), outside any call's span; without this rule every call would bring
-    a second, one-span trace.
-    """
-
-    def __init__(self, inner: Sampler) -> None:
-        self.inner = inner
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        parent = trace.get_current_span(parent_context).get_span_context()
-        if kind is SpanKind.CLIENT and not parent.is_valid:
-            return SamplingResult(Decision.DROP)
-        return self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-
-    def get_description(self) -> str:
-        return f"CallScoped{{{self.inner.get_description()}}}"
 
 
 def create_tracer_provider(
@@ -86,7 +52,7 @@ def create_tracer_provider(
         pass
     provider = TracerProvider(
         resource=Resource.create(attributes),
-        sampler=CallScopedSampler(sampler),
+        sampler=sampler,
         shutdown_on_exit=shutdown_on_exit,
     )
     for exporter in exporters:

@@ -21,7 +21,6 @@ def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("OTEL_"):
             monkeypatch.delenv(name)
-    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)  # restored even if set later
     yield
     leaked = configured_tracer_provider()
     shutdown_tracing()

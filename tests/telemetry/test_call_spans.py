@@ -28,11 +28,10 @@ from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
 from lab.otlp_receiver import OtlpReceiver, ReceivedSpan
 from telemetry import TracingObserverFactory, create_tracer_provider
-from telemetry.http_client import current_delivery_progress
 
 WALL0 = 1_700_000_000_000_000_000  # the wall clock when the call starts (ns)
 T0 = 1000.0  # perf_counter at the same moment
-SERVER, INTERNAL = 2, 1
+SERVER, INTERNAL, CLIENT = 2, 1, 3
 ERROR = 2
 
 CALL = CallInfo(
@@ -43,6 +42,7 @@ CALL = CallInfo(
     control_host="127.0.0.1",
     control_fingerprint="0123456789ab",
     control_refusal=None,
+    control_origin="https://www-us-35-230.voximplant.com:12093",
 )
 
 
@@ -120,12 +120,16 @@ def test_one_trace_with_one_root_and_everything_under_it(transfer_call: list[Rec
             "user.turn",
             "execute_tool call_transfer",
             "control call_transfer",
+            "POST",
+            "POST",
         ]
     )
     assert len({s.trace_id for s in spans}) == 1
     [root] = [s for s in spans if s.parent_span_id is None]
     assert root.name == "call" and root.kind == SERVER
-    assert all(s.parent_span_id == root.span_id for s in spans if s is not root)
+    action = one(spans, "control call_transfer")
+    assert all(p.parent_span_id == action.span_id for p in by_name(spans, "POST"))
+    assert all(s.parent_span_id == root.span_id for s in spans if s is not root and s.name != "POST")
     assert (root.start_ns, root.end_ns) == (ns(1000.0), ns(1005.5))
     assert root.attributes == {
         "vox.call.id": "call-1",
@@ -171,15 +175,11 @@ def test_action_span_from_enqueued_to_outcome_with_a_step_per_event(
     assert action.kind == INTERNAL
     # A transfer is over when VoxEngine says how it went on the phone, not at its acceptance.
     assert (action.start_ns, action.end_ns) == (ns(1002.5), ns(1004.9))
+    # Its start is the enqueue; each attempt's sent → answered is its POST span.
     assert [(e.name, e.time_ns) for e in action.events] == [
-        ("enqueued", ns(1002.5)),
         ("armed", ns(1003.0)),
         ("released", ns(1004.0)),
-        ("sent", ns(1004.01)),
-        ("answered", ns(1004.02)),
         ("retry", ns(1004.02)),
-        ("sent", ns(1004.25)),
-        ("answered", ns(1004.26)),
         ("accepted", ns(1004.3)),
         ("telephony.ringing", ns(1004.5)),
         ("telephony.connected", ns(1004.9)),
@@ -189,11 +189,6 @@ def test_action_span_from_enqueued_to_outcome_with_a_step_per_event(
         "vox.attempt": 1,
         "vox.reason": "http_503",
         "vox.retry.wait_s": 0.2,
-    }
-    assert action.event("answered").attributes == {
-        "vox.attempt": 1,
-        "vox.reason": "http_503",
-        "http.response.status_code": 503,
     }
     assert action.event("accepted").attributes == {"vox.reason": "accepted", "vox.action.attempts": 2}
     assert {k: v for k, v in action.attributes.items() if k != "vox.action.id"} == {
@@ -208,6 +203,32 @@ def test_action_span_from_enqueued_to_outcome_with_a_step_per_event(
         "vox.action.telephony": "connected",
     }
     assert action.status_code == 0
+
+
+def test_each_attempt_is_a_client_span_timed_by_its_sent_and_answered(
+    transfer_call: list[ReceivedSpan],
+) -> None:
+    failed, accepted = sorted(by_name(transfer_call, "POST"), key=lambda s: s.start_ns)
+    assert (failed.start_ns, failed.end_ns) == (ns(1004.01), ns(1004.02))
+    assert (accepted.start_ns, accepted.end_ns) == (ns(1004.25), ns(1004.26))
+    assert failed.kind == accepted.kind == CLIENT
+    assert failed.attributes["http.response.status_code"] == 503
+    assert failed.attributes["error.type"] == "503" and failed.status_code == 2
+    assert accepted.attributes["http.response.status_code"] == 200 and accepted.status_code == 0
+    assert "error.type" not in accepted.attributes
+    assert "http.request.resend_count" not in failed.attributes
+    assert accepted.attributes["http.request.resend_count"] == 1
+    assert {
+        k: v
+        for k, v in accepted.attributes.items()
+        if not k.startswith(("http.response", "http.request.resend"))
+    } == {
+        "http.request.method": "POST",
+        "server.address": "www-us-35-230.voximplant.com",
+        "server.port": 12093,
+        "url.full": "https://www-us-35-230.voximplant.com:12093/REDACTED",
+        "network.protocol.version": "1.1",
+    }
 
 
 def test_action_links_to_the_turn_that_released_it(transfer_call: list[ReceivedSpan]) -> None:
@@ -309,7 +330,7 @@ def test_failed_and_cancelled_outcomes(provider: TracerProvider, receiver: OtlpR
     assert f.attributes["error.type"] == "deadline_exceeded:http_503"
     assert f.attributes["vox.action.outcome"] == "failed" and f.attributes["vox.action.attempts"] == 3
     assert c.status_code == 0 and c.attributes["vox.action.outcome"] == "cancelled"
-    assert c.event_names() == ["enqueued", "cancelled"] and c.end_ns == ns(1011.5)
+    assert c.event_names() == ["cancelled"] and c.end_ns == ns(1011.5)
 
 
 def test_a_failed_transfer_and_one_the_call_outlived_never_read_as_errors_of_ours(
@@ -330,7 +351,7 @@ def test_a_failed_transfer_and_one_the_call_outlived_never_read_as_errors_of_our
     assert failed.attributes["vox.action.telephony_reason"] == "busy"
     assert failed.event("telephony.failed").attributes == {"vox.reason": "busy", "vox.sip_code": 486}
     assert open_at_end.end_ns == ns(1004.0) and open_at_end.status_code == 0
-    assert open_at_end.event_names() == ["enqueued", "accepted", "call_ended"]
+    assert open_at_end.event_names() == ["accepted", "call_ended"]
 
 
 def test_call_end_closes_whatever_is_still_open(provider: TracerProvider, receiver: OtlpReceiver) -> None:
@@ -349,7 +370,7 @@ def test_call_end_closes_whatever_is_still_open(provider: TracerProvider, receiv
     assert len(spans) == 5 and all(s.end_ns == ns(1001.0) for s in spans if s.name != "call")
     assert one(spans, "call").event_names() == ["agent.end_call"]
     abandoned = one(spans, "control call_transfer")
-    assert abandoned.event_names() == ["enqueued", "abandoned"] and abandoned.status_code == ERROR
+    assert abandoned.event_names() == ["abandoned"] and abandoned.status_code == ERROR
     assert one(spans, "agent.turn").attributes["vox.turn.end"] == "call_ended"
 
 
@@ -380,13 +401,20 @@ def test_delivering_makes_the_action_span_current_and_restores_after(
     with o.delivering(action):
         current = trace.get_current_span().get_span_context()
         o.action_event(action, "sent", 1000.2, {"attempt": 1})
-        progress = current_delivery_progress()
-        assert progress is not None and progress.attempts == 1
-    assert trace.get_current_span() is before and current_delivery_progress() is None
+        attempt = trace.get_current_span().get_span_context()  # what the client's headers name
+        o.action_event(action, "answered", 1000.25, {"attempt": 1, "reason": "accepted", "status": 200})
+        assert trace.get_current_span().get_span_context() == current
+        o.action_event(action, "sent", 1000.26, {"attempt": 2})  # cut short: ended on the way out
+    assert trace.get_current_span() is before
     o.action_event(action, "accepted", 1000.3, {"reason": "accepted", "attempts": 1})
     o.call_ended(1001.0)
-    action_span = one(receiver.collect(provider), "control end_call")
+    spans = receiver.collect(provider)
+    action_span = one(spans, "control end_call")
     assert format(current.span_id, "016x") == action_span.span_id
+    first, cut = by_name(spans, "POST")
+    assert format(attempt.span_id, "016x") == first.span_id and first.parent_span_id == action_span.span_id
+    assert first.attributes["http.response.status_code"] == 200 and first.status_code == 0
+    assert cut.attributes["error.type"] == "cancelled" and cut.attributes["http.request.resend_count"] == 1
 
 
 def test_each_call_is_its_own_trace(provider: TracerProvider, receiver: OtlpReceiver) -> None:
