@@ -36,6 +36,7 @@ from agent.control_transport import make_control_client
 from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
 from agent.conversation import build_llm_agent
 from agent.log_redaction import install_log_redaction
+from agent.runtime import GcPolicy, describe_runtime
 from agent.settings import Settings
 from agent.voxengine_client import VoxEngineClient
 
@@ -105,6 +106,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.perf_counter,
         shutdown_hooks: Sequence[ShutdownHook] = (),
+        gc_policy: GcPolicy | None = None,  # applied when the lifespan starts (a server process)
     ) -> None:
         install_log_redaction()  # before the first call: Line logs the start message, URL and all
         super().__init__(get_agent=self._get_agent)
@@ -113,6 +115,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         self._agent_factory = agent_factory
         self._injected_http = http_client
         self._shutdown_hooks = list(shutdown_hooks)
+        self._gc_policy = gc_policy
         self._client: VoxEngineClient | None = None
         self.live_calls: set[CallControl] = set()
         self.clock = clock  # one clock for every timestamp a call reports
@@ -128,6 +131,9 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         for warning in self.settings.warnings:
             logger.warning(warning)
+        if self._gc_policy is not None:
+            self._gc_policy.apply()  # start-up is over: what it built is frozen (agent/runtime.py)
+            logger.info(f"serving: {describe_runtime()}")
         http = self._injected_http or make_control_client(self.settings.control)
         self._client = VoxEngineClient(http, retry=self.settings.retry, secret=self.settings.control_secret)
         try:

@@ -6,16 +6,19 @@ import sys
 from types import FrameType
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
+from agent import runtime
 from agent.app import TelephonyAgentApp
 from agent.settings import Settings, SettingsError
 
 
 def create_app(settings: Settings | None = None) -> TelephonyAgentApp:
-    """The production app: settings from the environment, tracing per the OTEL_* variables."""
+    """The production app: settings from the environment, tracing per the OTEL_* variables, the
+    server GC policy (`agent.runtime`) applied when its lifespan starts."""
     from telemetry import shutdown_tracing, tracing_observer_factory
 
-    app = TelephonyAgentApp(settings or Settings.from_env())
+    app = TelephonyAgentApp(settings or Settings.from_env(), gc_policy=runtime.SERVER_GC)
     tracing = tracing_observer_factory()
     if tracing is not None:
         app.add_observer(tracing)
@@ -43,14 +46,27 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(app: TelephonyAgentApp) -> None:
-    """Run under uvicorn on `HOST`:`PORT`; on SIGTERM calls are closed, release their actions
-    and drain first."""
+def serve(app: TelephonyAgentApp, *, import_string: str = "main:app") -> None:
+    """Run under uvicorn on `HOST`:`PORT` with the runtime `agent.runtime` chooses; on SIGTERM
+    calls are closed, release their actions and drain first.
+
+    With `WEB_CONCURRENCY` > 1, uvicorn's supervisor runs that many worker processes that each
+    import `import_string` (`app` is then only the configuration check) and accept on one socket,
+    as `uvicorn --workers` does; each drains on SIGTERM, and a second SIGTERM does not cut that
+    short.
+    """
+    settings = app.settings
     config = uvicorn.Config(
-        app.fastapi_app,
-        host=app.settings.host,
-        port=app.settings.port,
+        import_string if settings.workers > 1 else app.fastapi_app,
+        host=settings.host,
+        port=settings.port,
+        loop=runtime.event_loop(),
+        http=runtime.HTTP_PARSER,
+        workers=settings.workers,
         # Long enough for every call's bounded drain, then uvicorn cancels what is left.
-        timeout_graceful_shutdown=int(app.settings.drain_timeout_s) + 3,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 3,
     )
-    _Server(config).run()
+    if settings.workers == 1:
+        _Server(config).run()
+    else:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()

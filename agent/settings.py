@@ -21,6 +21,7 @@ from agent.retry_policy import RetryPolicy
 
 DEFAULT_MODEL = "gpt-5-nano"
 DEFAULT_PORT = 8000
+MAX_WORKERS = 64
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
@@ -51,6 +52,13 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 def _port(env: Mapping[str, str], name: str, raw: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SettingsError(f"{name}: {raw!r} is not a port (1-65535)")
+    return int(raw)
+
+
+def _workers(env: Mapping[str, str]) -> int:
+    raw = env.get("WEB_CONCURRENCY", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise SettingsError(f"WEB_CONCURRENCY: {raw!r} is not a number of worker processes (1-{MAX_WORKERS})")
     return int(raw)
 
 
@@ -143,12 +151,14 @@ class Settings:
     drain_timeout_s: float = 12.0
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    workers: int = 1  # WEB_CONCURRENCY: server processes (agent/runtime.py)
     record_dir: Path | None = None  # VOX_RECORD_DIR: write each call's harness traffic there
     warnings: tuple[str, ...] = ()  # logged once when the server starts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and check `LLM_*`, the provider's key, `VOX_*`, `SSL_CERT_*`, `HOST` and `PORT`."""
+        """Read and check `LLM_*`, the provider's key, `VOX_*`, `SSL_CERT_*`, `HOST`, `PORT` and
+        `WEB_CONCURRENCY`."""
         env = os.environ if env is None else env
         model = env.get("LLM_MODEL", "").strip() or DEFAULT_MODEL
         api_base = env.get("LLM_API_BASE", "").strip() or None
@@ -193,6 +203,7 @@ class Settings:
             drain_timeout_s=_float(env, "VOX_DRAIN_TIMEOUT_S", retry.deadline_s + 2.0),
             host=env.get("HOST", "").strip() or "0.0.0.0",
             port=_port(env, "PORT", env.get("PORT", "").strip() or str(DEFAULT_PORT)),
+            workers=_workers(env),
             record_dir=_record_dir(env),
             warnings=tuple(warnings),
         )

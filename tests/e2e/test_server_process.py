@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from agent import prompt
+from agent.runtime import SERVER_GC
 from lab.faults import Fault, FaultPlan
 from lab.harness import HarnessSimulator
 from lab.otlp_receiver import OtlpReceiver
@@ -50,6 +51,8 @@ async def test_sigterm_delivers_the_held_action_then_exits() -> None:
     session, token = emulator.control_url().rsplit("/", 2)[1:]
     assert "Received start message" in output and "vox_session_control_url" in output
     assert token not in output and session not in output  # the secret path never reaches the logs
+    # The app's lifespan applied the server GC policy; uvicorn picked uvloop by itself.
+    assert f"serving: event loop uvloop, cyclic GC on with thresholds {SERVER_GC.thresholds}" in output
 
 
 async def test_a_second_sigterm_exits_at_once() -> None:
@@ -80,6 +83,30 @@ async def test_a_second_sigterm_exits_at_once() -> None:
                     await proc.wait()
     assert anyio.current_time() - second < 3.0
     assert emulator.effects == []
+
+
+async def test_web_concurrency_runs_worker_processes_that_each_serve_calls() -> None:
+    replies = [LlmReply(text="Hello there.")] * 4
+    port = free_port()
+    async with ScriptedLlm(replies) as llm, VoxEngineEmulator() as emulator:
+        env = server_env(
+            llm.api_base, PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2", **emulator.env()
+        )
+        async with running_server([sys.executable, "main.py"], env, port) as (proc, log):
+            for n in range(4):
+                metadata = emulator.start_metadata(session=f"s{n}")
+                async with HarnessSimulator.connect(
+                    f"ws://127.0.0.1:{port}/ws", metadata=metadata, tts=TtsModel(words_per_s=20)
+                ) as sim:
+                    await sim.wait_agent_turn_end(1, timeout_s=30)
+            proc.send_signal(signal.SIGTERM)
+    output = log.decode(errors="replace")
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "Started parent process" in output
+    # Each worker runs the runtime `python main.py` chooses (agent/runtime.py).
+    serving = f"serving: event loop uvloop, cyclic GC on with thresholds {SERVER_GC.thresholds}"
+    assert output.count(serving) == 2, output
+    assert output.count("Received start message") == 4
 
 
 async def test_uvicorn_main_app_exports_one_trace_per_call_over_otlp() -> None:

@@ -60,10 +60,18 @@ def test_no_llm_key_names_the_providers_variable() -> None:
         ({"SSL_CERT_DIR": "/nonexistent"}, "SSL_CERT_DIR"),
         ({"PORT": "eighty"}, "PORT"),
         ({"PORT": "70000"}, "PORT"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+        ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY"),
+        ({"WEB_CONCURRENCY": "65"}, "WEB_CONCURRENCY"),
     ],
 )
 def test_a_malformed_value_is_one_line_naming_its_variable(env: dict[str, str], variable: str) -> None:
     assert error_of({**KEY, **env}).startswith(variable)
+
+
+def test_web_concurrency_is_the_worker_count_one_by_default() -> None:
+    assert Settings.from_env(KEY).workers == 1
+    assert Settings.from_env({**KEY, "WEB_CONCURRENCY": " 3 "}).workers == 3
 
 
 def test_a_certificate_file_that_does_not_load_is_refused(tmp_path: Path) -> None:
