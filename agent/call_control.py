@@ -120,13 +120,15 @@ class CallControl:
         try:
             now = self._clock()
             self._observer.harness_event(event, now)
-            self._apply(self._policy.observe(event, now), now)
+            verdicts = self._policy.observe(event, now)
+            self._apply(verdicts, now)
             if isinstance(event, AgentTurnStarted):
                 self._note_armed(now)
             if isinstance(event, CallEnded):
                 self._closed = True
             resume = isinstance(event, UserCustomSent) and self._on_custom(event.metadata, now)
-            self._wake()
+            if verdicts or self._closed:  # the sender has work; a spoken word alone gives it none
+                self._wake()
             return resume
         except Exception:  # observing must never break Line's websocket loop
             logger.exception("control plane failed to observe a harness event")

@@ -57,16 +57,30 @@ class CallObserver:
         pass
 
 
+_HOOKS = ("call_started", "harness_event", "agent_output", "action_event", "delivering", "call_ended")
+
+
 class ObserverGroup(CallObserver):
+    """Fans each hook out to the observers that implement it (harness events come per spoken
+    word, so observers that keep the base class's no-op are skipped, not called)."""
+
     def __init__(self, observers: Sequence[CallObserver]) -> None:
         self._observers = tuple(observers)
+        self._hooks: dict[str, tuple[tuple[str, Any], ...]] = {
+            hook: tuple(
+                (type(o).__name__, getattr(o, hook))
+                for o in self._observers
+                if getattr(type(o), hook) is not getattr(CallObserver, hook)
+            )
+            for hook in _HOOKS
+        }
 
-    def _each(self, method: str, *args: Any) -> None:
-        for observer in self._observers:
+    def _each(self, hook: str, *args: Any) -> None:
+        for name, method in self._hooks[hook]:
             try:
-                getattr(observer, method)(*args)
+                method(*args)
             except Exception:
-                logger.exception(f"call observer {type(observer).__name__}.{method} failed")
+                logger.exception(f"call observer {name}.{hook} failed")
 
     def call_started(self, call: CallInfo, at: float) -> None:
         self._each("call_started", call, at)
@@ -83,11 +97,11 @@ class ObserverGroup(CallObserver):
     @contextlib.contextmanager
     def delivering(self, action: ControlAction) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
-            for observer in self._observers:
+            for name, method in self._hooks["delivering"]:
                 try:
-                    stack.enter_context(observer.delivering(action))
+                    stack.enter_context(method(action))
                 except Exception:
-                    logger.exception(f"call observer {type(observer).__name__}.delivering failed")
+                    logger.exception(f"call observer {name}.delivering failed")
             yield
 
     def call_ended(self, at: float) -> None:
