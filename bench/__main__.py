@@ -17,6 +17,7 @@ from bench.config import CONFIGS, FULL, QUICK, BenchConfig
 from bench.corpus import make_corpus
 from bench.faults import run_faults
 from bench.lab_tracing import run_lab_tracing
+from bench.levers import run_levers
 from bench.machine import describe_machine, load_average
 from bench.overhead import run_overhead
 from bench.progress import Progress, quiet_logs
@@ -24,7 +25,7 @@ from bench.report import render
 from bench.results import BenchRun
 from bench.tls_warm import run_tls
 
-SECTIONS = ("alignment", "overhead", "tls", "faults", "lab-tracing")
+SECTIONS = ("alignment", "overhead", "tls", "faults", "lab-tracing", "levers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
     progress.say(
         "bench", f"{config.name} run on {machine.cores} cores ({machine.cpu_model}); results in {out}"
     )
-    alignment = overhead = tls = faults = lab_tracing = None
+    alignment = overhead = tls = faults = lab_tracing = levers = None
     pictures: dict[str, str] = {}
     if "alignment" in sections:
         corpus = make_corpus(
@@ -82,6 +83,8 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         raw.write_faults(faults, out)
     if "lab-tracing" in sections:
         lab_tracing = anyio.run(run_lab_tracing, config, progress)
+    if "levers" in sections:
+        levers = anyio.run(run_levers, config, progress)
     return BenchRun(
         config=config,
         machine=machine,
@@ -92,6 +95,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         tls=tls,
         faults=faults,
         lab_tracing=lab_tracing,
+        levers=levers,
         plots=pictures,
         load_at_end=load_average(),
     )

@@ -72,11 +72,26 @@ class CountingExporter:
         return bool(self._inner.force_flush(timeout_millis))
 
 
-class Tracing:
-    """Tracing as the app turns it on: the `telemetry` package's observer and HTTP spans,
-    through its tracer provider (batched, redacted), exported over OTLP/HTTP."""
+class _Discard:
+    """An exporter that drops what it is given: tracing's cost without the OTLP export."""
 
-    def __init__(self, endpoint: str) -> None:
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class Tracing:
+    """Tracing as the app turns it on: the `telemetry` package's observer, through its tracer
+    provider (batched, redacted), exported over OTLP/HTTP to `endpoint` (None: discarded)."""
+
+    def __init__(self, endpoint: str | None) -> None:
         import requests
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import SpanExporter
@@ -85,7 +100,8 @@ class Tracing:
 
         session = requests.Session()
         session.trust_env = False  # loopback only, whatever the environment says
-        self.exporter = CountingExporter(OTLPSpanExporter(endpoint=endpoint, session=session))
+        inner = _Discard() if endpoint is None else OTLPSpanExporter(endpoint=endpoint, session=session)
+        self.exporter = CountingExporter(inner)
         exporter: SpanExporter = self.exporter  # type: ignore[assignment]
         self.provider = telemetry.create_tracer_provider([exporter], shutdown_on_exit=False)
         factory = telemetry.tracing_observer_factory(self.provider)

@@ -1,52 +1,67 @@
 """The app under load, in its own process: `TelephonyAgentApp` with the LLM-free agent on
 uvicorn (127.0.0.1), optionally traced, plus a bare pooled httpx client for the floor probes.
+It runs as `python main.py` does (`agent.runtime`: event loop, HTTP parser, GC policy) unless
+the options say otherwise, and with `workers` > 1 as several processes on one listening socket,
+as uvicorn's workers run.
 
 The benchmark process plays the outside world (harness simulators, the VoxEngine emulator), so
 the app has a core and an event loop to itself, as in production, and its CPU time and memory
 are its own. Both processes stamp events with `time.perf_counter()`, which on Linux is the
 system-wide monotonic clock, so a harness timestamp and a POST's arrival compare directly.
 
-The parent drives the child over a pipe: `stats`, `mark` (collect, reset the peak RSS), `floor`
+The parent drives each child over a pipe: `stats`, `mark` (collect, reset the peak RSS), `floor`
 (bare POSTs at given delays), `health` (event-loop lag, GC pauses), `marks` (when each action
-was released and sent), `flush` (export queued spans), `stop`.
+was released and sent), `flush` (export queued spans), `collect` (a full collection: what it
+found, how long it took), `stop`.
 """
 
 from __future__ import annotations
 
+import cProfile
 import gc
+import pickle
+import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx
 
 from agent.control_transport import ControlNetwork, make_control_client
 from agent.retry_policy import RetryPolicy
+from agent.runtime import HTTP_PARSER, SERVER_GC, EventLoop, GcPolicy, HttpParser, event_loop
+from bench import app_boot
 from bench.app_instruments import Marks, Tracing, floor_probes, proc_status, reset_peak_rss
 from bench.progress import quiet_logs
-from lab.asgi_server import serve_on_loopback, server_port
+from lab.asgi_server import serve_on_loopback
 from lab.call_lab import lab_settings
 
 START_TIMEOUT_S = 60.0
 LAG_TICK_S = 0.02
 
-# How the app process treats Python's cyclic GC. "default" is the app as shipped; the others are
-# diagnostics for the report (a proposed startup change, and GC off as the bound it approaches).
-GcMode = Literal["default", "freeze", "off"]
-
 
 @dataclass(frozen=True)
 class AppOptions:
     otlp_endpoint: str | None = None  # tracing on: export spans over OTLP/HTTP to this URL
+    discard_spans: bool = False  # tracing on, every span dropped by the exporter (no OTLP)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    gc_mode: GcMode = "default"
+    # The server's runtime (agent/runtime.py); the defaults are what `python main.py` runs.
+    loop: EventLoop = field(default_factory=event_loop)
+    http: HttpParser = HTTP_PARSER
+    gc: GcPolicy = SERVER_GC
+    workers: int = 1
+    # Run another commit's `agent` package in the app process (bench.baseline); None: this one.
+    agent_source: str | None = None
     # How the app reaches the emulator by name (`VoxEngineEmulator.network`; `warmed_app` sets it).
     network: ControlNetwork | None = None
+    profile_path: str | None = None  # cProfile the app process; stats written here at stop
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class LoopHealth:
 @dataclass(frozen=True)
 class AppStats:
     cpu_s: float  # time.process_time() of the app process
+    loop_cpu_s: float  # of which the event loop's thread (time.thread_time() there)
     rss_kb: int
     peak_rss_kb: int  # VmHWM since the last `mark` (or since start if it cannot be reset)
     peak_resettable: bool
@@ -69,9 +85,10 @@ class AppStats:
 
 
 class _Child:
-    def __init__(self, conn: Connection, options: AppOptions) -> None:
+    def __init__(self, conn: Connection, options: AppOptions, sock: socket.socket) -> None:
         self.conn = conn
         self.options = options
+        self.sock = sock
         self.lag: list[float] = []
         self.gc_pauses: list[tuple[int, float]] = []
         self._gc_started = 0.0
@@ -85,6 +102,7 @@ class _Child:
             self.gc_pauses.append((int(info["generation"]), time.perf_counter() - self._gc_started))
 
     async def run(self) -> None:
+        import agent
         from agent.app import TelephonyAgentApp
         from bench.light_agent import build_tool_driven_agent
 
@@ -92,24 +110,23 @@ class _Child:
         settings = lab_settings(self.options.network, retry=self.options.retry)
         http = make_control_client(settings.control)
         floor = make_control_client(settings.control)  # the same connection layer, no app on top
-        tracing = Tracing(self.options.otlp_endpoint) if self.options.otlp_endpoint else None
+        traced = self.options.otlp_endpoint is not None or self.options.discard_spans
+        tracing = Tracing(self.options.otlp_endpoint) if traced else None
         app = TelephonyAgentApp(
             settings,
             observers=[self.marks, *([tracing.factory] if tracing else [])],
             agent_factory=build_tool_driven_agent,
             http_client=http,
+            gc_policy=self.options.gc,  # applied as the server starts, as in production
         )
-        if self.options.gc_mode == "freeze":  # startup objects out of every later collection
-            gc.collect()
-            gc.freeze()
-        elif self.options.gc_mode == "off":
-            gc.disable()
-        gc.callbacks.append(self._on_gc)
         try:
-            async with serve_on_loopback(app.fastapi_app, graceful_shutdown_s=2) as server:
+            async with serve_on_loopback(
+                app.fastapi_app, graceful_shutdown_s=2, http=self.options.http, sock=self.sock
+            ):
+                gc.callbacks.append(self._on_gc)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._sample_lag)
-                    self.conn.send(("ready", f"ws://127.0.0.1:{server_port(server)}/ws"))
+                    self.conn.send(("ready", str(Path(agent.__file__).parent)))
                     await self._serve_commands(app, floor, tracing)
                     tg.cancel_scope.cancel()
         finally:
@@ -137,6 +154,9 @@ class _Child:
                 self.lag, self.gc_pauses = [], []
             elif command == "marks":
                 reply, self.marks.at = self.marks.at, {}
+            elif command == "collect":  # the garbage a full collection finds now, and its pause
+                started = time.perf_counter()
+                reply = (gc.collect(), time.perf_counter() - started)
             elif command == "floor":
                 reply = await floor_probes(floor, *args)
             else:
@@ -147,6 +167,7 @@ class _Child:
         status = proc_status()
         return AppStats(
             cpu_s=time.process_time(),
+            loop_cpu_s=time.thread_time(),
             rss_kb=status.get("VmRSS", 0),
             peak_rss_kb=status.get("VmHWM", 0),
             peak_resettable=self.resettable,
@@ -162,72 +183,153 @@ class _Child:
             self.lag.append(anyio.current_time() - due)
 
 
-def _child_main(conn: Connection, options: AppOptions) -> None:
+def child_main(conn: Connection, options: AppOptions, sock: socket.socket) -> None:
+    """The app process's body (entered through `bench.app_boot`)."""
     quiet_logs()
+    profiler = cProfile.Profile() if options.profile_path else None
     try:
-        anyio.run(_Child(conn, options).run)
+        if profiler is not None:
+            profiler.enable()
+        anyio.run(_Child(conn, options, sock).run, backend_options={"use_uvloop": options.loop == "uvloop"})
     except KeyboardInterrupt:
         pass
     finally:
+        if profiler is not None and options.profile_path:
+            profiler.disable()
+            profiler.dump_stats(options.profile_path)
         conn.close()
 
 
-class AppProcess:
-    """`async with AppProcess(options) as app:` → `app.ws_url`, `await app.command(...)`."""
+class _Worker:
+    """One app process and its pipe."""
 
-    def __init__(self, options: AppOptions) -> None:
+    def __init__(self, options: AppOptions, sock: socket.socket, n: int) -> None:
         ctx = get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._process: BaseProcess = ctx.Process(
-            target=_child_main, args=(child, options), name="bench-app", daemon=True
+        self.conn, child = ctx.Pipe()
+        self.process: BaseProcess = ctx.Process(
+            target=app_boot.main,
+            args=(child, options.agent_source, pickle.dumps(options), sock),
+            name=f"bench-app-{n}",
+            daemon=True,
         )
         self._child_conn = child
         self._lock = anyio.Lock()
-        self.ws_url = ""
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    async def __aenter__(self) -> AppProcess:
-        self._process.start()
+    async def start(self) -> str:
+        """Start the process; returns the directory its `agent` package was imported from."""
+        self.process.start()
         self._child_conn.close()
-        status, self.ws_url = await self._receive(START_TIMEOUT_S)
+        status, agent_package = await self._receive(START_TIMEOUT_S)
         if status != "ready":
             raise RuntimeError(f"app process failed to start: {status}")
-        return self
+        return str(agent_package)
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.command("stop", timeout_s=15)
-            except (EOFError, OSError, RuntimeError):
-                pass
-            await anyio.to_thread.run_sync(self._process.join, 10)
-            if self._process.is_alive():
-                self._process.terminate()  # our own child, by its handle
-                await anyio.to_thread.run_sync(self._process.join, 5)
-            self._conn.close()
+    async def stop(self) -> None:
+        try:
+            await self.command("stop", timeout_s=15)
+        except (EOFError, OSError, RuntimeError):
+            pass
+        await anyio.to_thread.run_sync(self.process.join, 10)
+        if self.process.is_alive():
+            self.process.terminate()  # our own child, by its handle
+            await anyio.to_thread.run_sync(self.process.join, 5)
+        self.conn.close()
 
     async def command(self, name: str, *args: Any, timeout_s: float = 120.0) -> Any:
         async with self._lock:
-            self._conn.send((name, *args))
+            self.conn.send((name, *args))
             _, reply = await self._receive(timeout_s)
         if isinstance(reply, Exception):
             raise reply
         return reply
 
+    async def _receive(self, timeout_s: float) -> tuple[str, Any]:
+        def receive() -> tuple[str, Any]:
+            if not self.conn.poll(timeout_s):
+                raise RuntimeError(f"app process did not answer within {timeout_s:g} s")
+            message: tuple[str, Any] = self.conn.recv()
+            return message
+
+        return await anyio.to_thread.run_sync(receive)
+
+
+class AppProcess:
+    """`async with AppProcess(options) as app:` → `app.ws_url`, `await app.command(...)`.
+
+    With `options.workers` > 1, that many processes accept on one listening socket (as uvicorn's
+    `--workers`: the kernel hands each new connection to one of them) and every command goes to
+    all of them, their answers merged: `stats` and `mark` summed, `health` and `marks` joined;
+    `floor` probes run from the first worker.
+    """
+
+    def __init__(self, options: AppOptions) -> None:
+        if options.workers < 1:
+            raise ValueError(f"workers must be ≥ 1, not {options.workers}")
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
+        self._workers = [_Worker(options, self._sock, n) for n in range(options.workers)]
+        self.ws_url = f"ws://127.0.0.1:{self._sock.getsockname()[1]}/ws"
+        self.agent_package = ""  # where the app processes imported `agent` from
+
+    @property
+    def pid(self) -> int | None:
+        return self._workers[0].process.pid
+
+    async def __aenter__(self) -> AppProcess:
+        try:
+            for worker in self._workers:
+                self.agent_package = await worker.start()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for worker in self._workers:
+                if worker.process.pid is not None:
+                    await worker.stop()
+            self._sock.close()
+
+    async def command(self, name: str, *args: Any, timeout_s: float = 120.0) -> Any:
+        if name == "floor" or len(self._workers) == 1:
+            return await self._workers[0].command(name, *args, timeout_s=timeout_s)
+        replies: list[Any] = [None] * len(self._workers)
+
+        async def ask(i: int) -> None:
+            replies[i] = await self._workers[i].command(name, *args, timeout_s=timeout_s)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(self._workers)):
+                tg.start_soon(ask, i)
+        return _merge(name, replies)
+
     async def stats(self) -> AppStats:
         stats: AppStats = await self.command("stats")
         return stats
 
-    async def _receive(self, timeout_s: float) -> tuple[str, Any]:
-        def receive() -> tuple[str, Any]:
-            if not self._conn.poll(timeout_s):
-                raise RuntimeError(f"app process did not answer within {timeout_s:g} s")
-            message: tuple[str, Any] = self._conn.recv()
-            return message
 
-        return await anyio.to_thread.run_sync(receive)
+_SUMMED = ("cpu_s", "loop_cpu_s", "rss_kb", "peak_rss_kb", "live_calls", "spans_exported", "export_cpu_s")
+
+
+def _merge(command: str, replies: Sequence[Any]) -> Any:
+    if command in ("stats", "mark"):
+        first: AppStats = replies[0]
+        return replace(
+            first,
+            **{name: sum(getattr(r, name) for r in replies) for name in _SUMMED},
+            peak_resettable=all(r.peak_resettable for r in replies),
+        )
+    if command == "health":
+        return LoopHealth(
+            tuple(x for r in replies for x in r.lag_s), tuple(x for r in replies for x in r.gc_pauses)
+        )
+    if command == "marks":
+        return {k: v for r in replies for k, v in r.items()}
+    if command == "collect":
+        return sum(found for found, _ in replies), max(pause for _, pause in replies)
+    return replies[0]

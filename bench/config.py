@@ -19,11 +19,15 @@ class BenchConfig:
     mid_calls: int
     mid_rounds: int
     high_calls: int
+    top_calls: int  # one run at the top level
     spread_s: float  # actions fire over this window once every call of a round is connected
     words_per_s: float  # speech pace of the calls under load
     warmup_calls: int
     tracing_order: tuple[bool, ...]  # one fresh app process per high-load run: tracing off/on
-    gc_diagnostics: bool  # two extra high-load runs: app with gc.freeze(), app with GC off
+    discard_run: bool  # one more: tracing on, spans dropped at the exporter (recording's own cost)
+    # 7. levers: one fresh app process per lever, each playing the same round of this many calls
+    lever_calls: int
+    lever_repeats: int  # the shipped runtime runs this many times, first and last among the levers
     # 3. TLS
     tls_samples: int  # per client kind
     # 4. faults
@@ -43,11 +47,14 @@ FULL = BenchConfig(
     mid_calls=100,
     mid_rounds=3,
     high_calls=500,
+    top_calls=1000,
     spread_s=12.0,
     words_per_s=2.8,
     warmup_calls=50,
     tracing_order=(False, True, True, False),
-    gc_diagnostics=True,
+    discard_run=True,
+    lever_calls=1000,
+    lever_repeats=2,
     tls_samples=200,
     fault_calls=300,
     fault_attempt_timeout_s=0.5,
@@ -64,11 +71,14 @@ QUICK = BenchConfig(
     mid_calls=100,
     mid_rounds=1,
     high_calls=500,
+    top_calls=1000,
     spread_s=12.0,
     words_per_s=2.8,
     warmup_calls=20,
     tracing_order=(False, True),
-    gc_diagnostics=False,
+    discard_run=False,
+    lever_calls=300,
+    lever_repeats=1,
     tls_samples=40,
     fault_calls=40,
     fault_attempt_timeout_s=0.5,
@@ -85,11 +95,14 @@ SMOKE = BenchConfig(
     mid_calls=4,
     mid_rounds=1,
     high_calls=8,
+    top_calls=12,
     spread_s=0.5,
     words_per_s=40.0,
     warmup_calls=2,
     tracing_order=(False, True),
-    gc_diagnostics=False,
+    discard_run=True,
+    lever_calls=6,
+    lever_repeats=1,
     tls_samples=3,
     fault_calls=6,
     fault_attempt_timeout_s=0.3,

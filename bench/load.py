@@ -97,6 +97,7 @@ class LoadRound:
     wall_s: float
     noise: Noise | None = None
     app_cpu_s: float = 0.0  # the app process's CPU time during the round
+    dropped: tuple[str, ...] = ()  # "<session>: <error>" for each call that did not last the round
 
 
 class PostWatch:
@@ -144,6 +145,7 @@ class _Round:
         self.timelines = [Timeline() for _ in range(shape.calls)]
         self.turn_of_action = [0] * shape.calls
         self.connected = self.finished = 0
+        self.dropped: list[str] = []  # calls that failed to connect or whose socket broke
         self.all_connected, self.all_finished = anyio.Event(), anyio.Event()
         self.start_at = 0.0
         self.watch = PostWatch(emulator)
@@ -153,39 +155,57 @@ class _Round:
         shape = self.shape
         await anyio.sleep(i / shape.connect_rate)
         meta = {"vox_session_control_url": self.emulator.control_url(self.sessions[i])}
-        async with HarnessSimulator.connect(
-            self.app.ws_url,
-            metadata=meta,
-            tts=shape.tts(self.seed * 100_003 + i),
-            close_after_end_call="no",
-            timeline=self.timelines[i],
-            call_id=self.sessions[i],
-            connect_timeout_s=60,
-        ) as sim:
-            self.connected += 1
-            if self.connected == shape.calls:
-                self.start_at = anyio.current_time() + 0.2
-                self.all_connected.set()
-            await self.all_connected.wait()
-            fire_at = self.start_at + self.offsets[i]
-            turns = 0
-            if shape.chat and self.offsets[i] > shape.chat_turn_s:
-                await anyio.sleep_until(self.start_at + self.chat_offsets[i])
-                await sim.user_says("Hello, I have a question about my last bill.", timeout_s=60)
-                turns += 1
-                await sim.wait_agent_turn_end(turns, timeout_s=120)
-            await anyio.sleep_until(fire_at)
-            await sim.user_says(f"Can I talk to an {TRANSFER_WORD}, please?", timeout_s=60)
+        connected = finished = False
+        try:
+            async with HarnessSimulator.connect(
+                self.app.ws_url,
+                metadata=meta,
+                tts=shape.tts(self.seed * 100_003 + i),
+                close_after_end_call="no",
+                timeline=self.timelines[i],
+                call_id=self.sessions[i],
+                connect_timeout_s=60,
+            ) as sim:
+                connected = self._arrived()
+                await self.all_connected.wait()
+                await self._converse(i, sim)
+                finished = self._finished()
+                await self.all_finished.wait()
+        except Exception as exc:  # a dropped call is a result of the round, not the end of it
+            self.dropped.append(f"{self.sessions[i]}: {exc!r}")
+            if not connected:
+                self._arrived()
+            if not finished:
+                self._finished()
+
+    def _arrived(self) -> bool:
+        self.connected += 1
+        if self.connected == self.shape.calls:
+            self.start_at = anyio.current_time() + 0.2
+            self.all_connected.set()
+        return True
+
+    def _finished(self) -> bool:
+        self.finished += 1
+        if self.finished == self.shape.calls:
+            self.all_finished.set()
+        return True
+
+    async def _converse(self, i: int, sim: HarnessSimulator) -> None:
+        shape = self.shape
+        fire_at = self.start_at + self.offsets[i]
+        turns = 0
+        if shape.chat and self.offsets[i] > shape.chat_turn_s:
+            await anyio.sleep_until(self.start_at + self.chat_offsets[i])
+            await sim.user_says("Hello, I have a question about my last bill.", timeout_s=60)
             turns += 1
-            self.turn_of_action[i] = turns
             await sim.wait_agent_turn_end(turns, timeout_s=120)
-            await self.watch.wait(
-                self.sessions[i], shape.action_timeout_s, accepted=shape.hold_until_accepted
-            )
-            self.finished += 1
-            if self.finished == shape.calls:
-                self.all_finished.set()
-            await self.all_finished.wait()
+        await anyio.sleep_until(fire_at)
+        await sim.user_says(f"Can I talk to an {TRANSFER_WORD}, please?", timeout_s=60)
+        turns += 1
+        self.turn_of_action[i] = turns
+        await sim.wait_agent_turn_end(turns, timeout_s=120)
+        await self.watch.wait(self.sessions[i], shape.action_timeout_s, accepted=shape.hold_until_accepted)
 
     async def floor(self, out: list[FloorSample]) -> None:
         await self.all_connected.wait()
@@ -271,7 +291,15 @@ async def play_round(
     floor_s = tuple(arrivals[s.id] - s.sent_at for s in floor_samples if s.id in arrivals)
     marks: dict[str, dict[str, float]] = await app.command("marks")
     return LoadRound(
-        shape.calls, run.samples(marks), floor_s, tuple(world_lag), health, now() - started, noise, app_used
+        shape.calls,
+        run.samples(marks),
+        floor_s,
+        tuple(world_lag),
+        health,
+        now() - started,
+        noise,
+        app_used,
+        tuple(run.dropped),
     )
 
 

@@ -1,24 +1,24 @@
 """Section 2, overhead: from the harness's `agent_state: idle` leaving the client to the action's
-POST arriving at the emulator, at 1, ~100 and ~500 concurrent calls, next to the floor: a bare
-pooled httpx POST from the app's own process to the same emulator, in the same window.
+POST arriving at the emulator, at 1, 100, 500 and 1,000 concurrent calls, next to the floor: a
+bare pooled httpx POST from the app's own process to the same emulator, in the same window.
 
-The app runs in its own process with the LLM-free agent (`bench.light_agent`); the benchmark
-process plays the harness and VoxEngine. One call at a time, the confirmation plays fast (the
-path measured starts at the idle); under load it plays at a spoken pace. The high-load runs are
-shared with section 5: each is a fresh app process, tracing off or on, measured for latency and
-for CPU and memory at once.
+The app runs in its own process with the LLM-free agent (`bench.light_agent`) and the server
+runtime `python main.py` ships (`agent.runtime`); the benchmark process plays the harness and
+VoxEngine. One call at a time, the confirmation plays fast (the path measured starts at the
+idle); under load it plays at a spoken pace. The 500-call runs are shared with section 5: each
+is a fresh app process, tracing off or on, measured for latency and for CPU and memory at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.app_process import AppOptions, GcMode
+from bench.app_process import AppOptions
 from bench.config import BenchConfig
 from bench.load import LoadRound, LoadShape, fast_shape, latencies, play_round, wait_drained, warmed_app
 from bench.noise import Noise, combine
 from bench.progress import Progress
-from bench.resources import ResourceRun, measured_round
+from bench.resources import SHIPPED, SPANS_DISCARDED, ResourceRun, measured_round
 from bench.stats import Summary, summarize
 from lab.otlp_receiver import OtlpReceiver
 from lab.voxengine_emulator import VoxEngineEmulator
@@ -35,7 +35,6 @@ class Level:
     rounds: tuple[LoadRound, ...]
     pace_words_per_s: float
     tracing: bool = False
-    gc_mode: GcMode = "default"
 
     @property
     def ours(self) -> Summary | None:
@@ -53,6 +52,11 @@ class Level:
     def lost(self) -> int:
         """Calls whose POST never arrived (or whose turn end was never seen)."""
         return sum(1 for r in self.rounds for s in r.samples if s.latency_s is None)
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """Calls that failed to connect or whose socket broke during the round."""
+        return tuple(d for r in self.rounds for d in r.dropped)
 
     @property
     def duplicate_effects(self) -> int:
@@ -121,32 +125,32 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
             high = LoadShape(
                 calls=config.high_calls, spread_s=config.spread_s, words_per_s=config.words_per_s
             )
-            plan: list[tuple[bool, GcMode]] = [(t, "default") for t in config.tracing_order]
-            if config.gc_diagnostics:
-                plan += [(False, "freeze"), (False, "off")]
-            for n, (tracing, gc_mode) in enumerate(plan):
-                options = AppOptions(otlp_endpoint=sink.endpoint if tracing else None, gc_mode=gc_mode)
+            plan = [(t, SHIPPED) for t in config.tracing_order]
+            plan += [(True, SPANS_DISCARDED)] if config.discard_run else []
+            for n, (tracing, label) in enumerate(plan):
+                options = AppOptions(
+                    otlp_endpoint=sink.endpoint if tracing and label == SHIPPED else None,
+                    discard_spans=label == SPANS_DISCARDED,
+                )
                 async with warmed_app(options, emulator, config.warmup_calls) as app:
                     run = await measured_round(
-                        app, emulator, high, tag=f"high{n}", tracing=tracing, gc_mode=gc_mode, seed=200 + n
+                        app, emulator, high, tag=f"high{n}", label=label, tracing=tracing, seed=200 + n
                     )
                 runs.append(run)
                 progress.say(
                     SECTION,
                     f"{high.calls} calls, run {n + 1}/{len(plan)} (tracing {'on' if tracing else 'off'}, "
-                    f"gc {gc_mode}): {summarize(latencies([run.round]))}; "
-                    f"{run.cpu_ms_per_call:.1f} ms CPU/call",
+                    f"{label}): {summarize(latencies([run.round]))}; {run.cpu_ms_per_call:.1f} ms CPU/call",
                 )
-    for tracing, gc_mode, label in ((False, "default", ""), (True, "default", ", tracing on")):
-        chosen = tuple(r.round for r in runs if r.tracing == tracing and r.gc_mode == gc_mode)
-        if chosen:
-            levels.append(
-                Level(f"{high.calls} calls{label}", high.calls, chosen, high.words_per_s, tracing, gc_mode)
-            )
-    diagnostics: tuple[GcMode, ...] = ("freeze", "off")
-    for mode in diagnostics:
-        chosen = tuple(r.round for r in runs if r.gc_mode == mode)
-        if chosen:
-            label = f"{high.calls} calls, GC {mode}"
-            levels.append(Level(label, high.calls, chosen, high.words_per_s, False, mode))
+            for tracing, label in ((False, ""), (True, ", tracing on")):
+                chosen = tuple(r.round for r in runs if r.tracing == tracing and r.label == SHIPPED)
+                levels.append(
+                    Level(f"{high.calls} calls{label}", high.calls, chosen, high.words_per_s, tracing)
+                )
+            top = LoadShape(calls=config.top_calls, spread_s=config.spread_s, words_per_s=config.words_per_s)
+            async with warmed_app(AppOptions(), emulator, config.warmup_calls) as app:
+                await wait_drained(app)
+                played = await play_round(app, emulator, top, tag="top", floor=True, seed=300)
+            levels.append(Level(f"{top.calls} calls", top.calls, (played,), top.words_per_s))
+            progress.say(SECTION, f"{top.calls} calls: {levels[-1].ours}")
     return OverheadResult(tuple(levels), tuple(runs), len(sink.payloads))

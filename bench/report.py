@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agent.runtime import SERVER_GC
 from bench.alignment import POLICIES, AlignmentRun, case_of, policy_stats
 from bench.checks import checks
 from bench.config import BenchConfig
 from bench.corpus import MAX_PACE, MIN_PACE
 from bench.faults import FAULT_RATES, FAULT_STATUS, FaultResult
 from bench.lab_tracing import LabTracingCost
+from bench.levers import LeverResult
 from bench.load import latencies
 from bench.machine import Machine
 from bench.markdown import diff, others, p, ratio_cell, table
 from bench.noise import Noise
 from bench.overhead import Level, OverheadResult
-from bench.resources import tracing_cost
+from bench.resources import SHIPPED, tracing_cost
 from bench.results import BenchRun
 from bench.stats import fmt_ms, summarize
 from bench.tls_warm import TlsResult
 
-RESOURCE_HEADER: tuple[str, ...] = ("run", "tracing", "GC", "CPU ms/call", "of which span export")
+RESOURCE_HEADER: tuple[str, ...] = ("run", "tracing", "app", "CPU ms/call", "of which span export")
 RESOURCE_HEADER += ("peak RSS kB/call", "peak RSS MB", "spans/call", "latency p99", "app loop lag max")
 RESOURCE_HEADER += ("others' CPU",)
 LABELS = {"fixed-sleeps": "published fixed sleeps (5 s / 3 s)", "turn-end": "ours (turn end)"}
@@ -55,6 +57,8 @@ def render(run: BenchRun) -> str:
         lines += _lab_tracing(run.lab_tracing)
     if run.overhead is not None:
         lines += _resources(run.overhead, run.config)
+    if run.levers is not None:
+        lines += _levers(run.levers)
     lines += _notes()
     return "\n".join(lines) + "\n"
 
@@ -346,7 +350,7 @@ def _resources(result: OverheadResult, config: BenchConfig) -> list[str]:
             [
                 str(n),
                 "on" if run.tracing else "off",
-                run.gc_mode,
+                run.label,
                 f"{run.cpu_ms_per_call:.2f}",
                 f"{run.export_cpu_ms_per_call:.2f}" if run.tracing else "–",
                 f"{run.peak_kb_per_call:.0f}",
@@ -366,7 +370,9 @@ def _resources(result: OverheadResult, config: BenchConfig) -> list[str]:
         "Tracing on = the `telemetry` package as the app uses it: `create_tracer_provider` (batched, "
         "redacted) exporting OTLP/HTTP protobuf to a receiver on 127.0.0.1 in the benchmark process, "
         "`tracing_observer_factory(provider)` as the app's observer (its POST spans included). Runs "
-        "alternate off/on so drift hits both.",
+        "alternate off/on so drift hits both. `spans discarded` (full runs): tracing on, but the "
+        "exporter drops every span, so its CPU is what recording the spans costs without the OTLP "
+        "export (the SDK's protobuf encoding and the HTTP request, in the batch processor's thread).",
         "",
         *table(RESOURCE_HEADER, rows),
         "",
@@ -380,7 +386,69 @@ def _resources(result: OverheadResult, config: BenchConfig) -> list[str]:
             f"per call exported in {result.otlp_requests} OTLP requests.",
             "",
         ]
+        if cost.discarded_cpu_ms is not None:
+            recording = cost.discarded_cpu_ms - cost.off_cpu_ms
+            export = cost.on_cpu_ms - cost.discarded_cpu_ms
+            lines += [
+                f"Split: recording the spans (the observer on the event loop, the batch queue) "
+                f"{recording:+.2f} ms per call ({100 * recording / cost.off_cpu_ms:+.1f}%); exporting them "
+                f"over OTLP {export:+.2f} ms ({100 * export / cost.off_cpu_ms:+.1f}%), from one "
+                "discarded-spans run against the medians above.",
+                "",
+            ]
     return lines
+
+
+def _levers(result: LeverResult) -> list[str]:
+    rows = []
+    for r in result.runs:
+        lever = r.lever
+        if r.run is None:
+            rows.append([lever.name, lever.change, r.why, *["–"] * 11])
+            continue
+        ours, floor, rnd = r.ours, r.floor, r.run.round
+        full, young = r.gc_pauses_ms(full=True), r.gc_pauses_ms(full=False)
+        seen = sum(1 for s in rnd.samples if s.latency_s is not None)
+        rows.append(
+            [
+                f"**{lever.name}**" if lever.name == SHIPPED else lever.name,
+                lever.change,
+                f"{seen}/{rnd.calls}, {len(rnd.dropped)} dropped",
+                *(fmt_ms(p(ours, w)) for w in ("p50", "p99", "max")),
+                fmt_ms(p(floor, "p50")),
+                fmt_ms(p(floor, "p99")),
+                f"{r.run.cpu_ms_per_call:.2f}",
+                f"{len(full)}, max {max(full):.0f} ms" if full else "0",
+                f"{max(young):.1f} ms" if young else "–",
+                f"{r.run.peak_kb_per_call:.0f}",
+                f"{r.garbage / r.run.calls:.0f} ({r.collect_s * 1000:.0f} ms)",
+                others(rnd.noise),
+            ]
+        )
+    header = ["lever", "what changes", "POSTs seen", "ours p50", "p99", "max", "floor p50", "floor p99"]
+    header += ["CPU ms/call", "full GCs in the round", "longest young GC", "peak RSS kB/call"]
+    header += ["garbage left, objects/call (its collection)", "others' CPU"]
+    return [
+        f"## 7. Levers: the server runtime and the hot path, at {result.calls} calls",
+        "",
+        f"Each row is one fresh app process playing the same round as section 2 ({result.calls} calls "
+        "connected and chatting, actions spread over the window, the floor probed in the same "
+        "window), with one thing changed from the shipped app (`agent/runtime.py`: uvloop, httptools, "
+        f"GC policy `{SERVER_GC.name}` = freeze after start-up, thresholds {SERVER_GC.thresholds}, "
+        "1 worker). `hot path before trims` runs `agent/` as of "
+        f"`{result.baseline[:7]}` (before the sender stopped waking per spoken word, `bench/baseline.py`) "
+        "with everything else as shipped; `all as before` is the runtime and hot path as they were "
+        "before these levers. The shipped app plays first and last: the gap between its two rows is "
+        "the drift of the machine over the section.",
+        "",
+        "Ours = turn end → POST arrival (as in section 2); CPU per call as in section 5; GC pauses "
+        "are the app's own (gc.callbacks); garbage left = what one full collection found in the app "
+        "after the round's calls had ended (what a policy that defers full collections holds back), "
+        "and how long that collection took.",
+        "",
+        *table(header, rows),
+        "",
+    ]
 
 
 def _notes() -> list[str]:

@@ -13,15 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
 
-from bench.app_process import AppProcess, AppStats, GcMode
+from bench.app_process import AppProcess, AppStats
 from bench.load import LoadRound, LoadShape, play_round, wait_drained
 from lab.voxengine_emulator import VoxEngineEmulator
+
+SHIPPED = "shipped"  # the app as `python main.py` runs it
+SPANS_DISCARDED = "spans discarded"  # tracing on, the exporter drops every span: no OTLP
 
 
 @dataclass(frozen=True)
 class ResourceRun:
+    label: str  # SHIPPED, SPANS_DISCARDED, or a lever (bench/levers.py)
     tracing: bool
-    gc_mode: GcMode
     calls: int
     before: AppStats
     after: AppStats
@@ -50,8 +53,8 @@ async def measured_round(
     shape: LoadShape,
     *,
     tag: str,
+    label: str,
     tracing: bool,
-    gc_mode: GcMode,
     seed: int,
 ) -> ResourceRun:
     """One high-load round (with floor probes) between two resource readings of the app."""
@@ -62,7 +65,7 @@ async def measured_round(
     if tracing:
         await app.command("flush")
     after = await app.stats()
-    return ResourceRun(tracing, gc_mode, shape.calls, before, after, played)
+    return ResourceRun(label, tracing, shape.calls, before, after, played)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class TracingCost:
     export_cpu_ms: float  # of on_cpu_ms: the OTLP exporter's thread
     runs_off: int
     runs_on: int
+    discarded_cpu_ms: float | None  # tracing on, spans dropped at the exporter: recording alone
 
     @property
     def cpu_overhead_pct(self) -> float:
@@ -86,9 +90,10 @@ class TracingCost:
 
 
 def tracing_cost(runs: Sequence[ResourceRun]) -> TracingCost | None:
-    """Tracing on versus off, from the as-shipped runs (`gc_mode == "default"`)."""
-    off = [r for r in runs if not r.tracing and r.gc_mode == "default"]
-    on = [r for r in runs if r.tracing and r.gc_mode == "default"]
+    """Tracing on versus off, from the as-shipped runs."""
+    off = [r for r in runs if not r.tracing and r.label == SHIPPED]
+    on = [r for r in runs if r.tracing and r.label == SHIPPED]
+    discarded = [r.cpu_ms_per_call for r in runs if r.label == SPANS_DISCARDED]
     if not off or not on:
         return None
     return TracingCost(
@@ -100,4 +105,5 @@ def tracing_cost(runs: Sequence[ResourceRun]) -> TracingCost | None:
         export_cpu_ms=median(r.export_cpu_ms_per_call for r in on),
         runs_off=len(off),
         runs_on=len(on),
+        discarded_cpu_ms=median(discarded) if discarded else None,
     )

@@ -8,6 +8,7 @@ from bench.alignment import AlignmentRun
 from bench.config import BenchConfig
 from bench.faults import FaultResult
 from bench.lab_tracing import LabTracingCost
+from bench.levers import LeverResult
 from bench.machine import Machine
 from bench.overhead import OverheadResult
 from bench.tls_warm import TlsResult
@@ -24,5 +25,6 @@ class BenchRun:
     tls: TlsResult | None = None
     faults: FaultResult | None = None
     lab_tracing: LabTracingCost | None = None
+    levers: LeverResult | None = None
     plots: dict[str, str] = field(default_factory=dict)  # name → file name next to report.md
     load_at_end: str = ""

@@ -21,12 +21,14 @@ SECTIONS = [
     "## 3. Warm connection",
     "## 4. Faults",
     "## 5. Resources",
+    "## 7. Levers",
 ]
 TARGETS = [
     "0 early fires, 0 lost actions",
     "dead air p99",
     "added latency over the floor",
-    "concurrent calls held",
+    "8 concurrent calls in one process",
+    "12 concurrent calls in one process",
     "fault mix",
     "tracing overhead",
     "of a whole lab call's CPU",
@@ -78,12 +80,20 @@ def test_both_policies_and_every_load_level_are_reported(smoke_run: tuple[str, P
     alignment = report.split("## 1. Alignment", 1)[1].split("\n## ", 1)[0]
     assert "| published fixed sleeps" in alignment and "| ours (turn end)" in alignment
     overhead = report.split("## 2. Overhead", 1)[1].split("\n## ", 1)[0]
-    for load in ("| 1 call |", "| 4 calls |", "| 8 calls |", "| 8 calls, tracing on |"):
+    for load in ("| 1 call |", "| 4 calls |", "| 8 calls |", "| 8 calls, tracing on |", "| 12 calls |"):
         assert load in overhead
     tls = report.split("## 3. Warm connection", 1)[1].split("\n## ", 1)[0]
     assert "| ratio fresh / warm |" in tls
     resources = report.split("## 5. Resources", 1)[1].split("\n## ", 1)[0]
     assert "Tracing (median of" in resources
+    levers = report.split("## 7. Levers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in levers.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    names = [row.split(" | ", 1)[0].removeprefix("| ") for row in rows]
+    assert names == [
+        "**shipped**", "asyncio loop", "GC: CPython defaults", "GC: freeze only", "GC: off (a bound)",
+        "2 workers", "hot path before trims", "all as before",
+    ]  # fmt: skip
+    assert all("6/6, 0 dropped" in row for row in rows), rows  # every lever ran, the baseline too
 
 
 @pytest.mark.slow
