@@ -21,13 +21,13 @@ from typing import cast
 
 from loguru import logger
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 
 from telemetry.config import DEFAULT_SERVICE_NAME, GRPC, HTTP_PROTOBUF, TracingConfig
+from telemetry.otlp_http import OtlpHttpSpanExporter
 from telemetry.otlp_json import JsonLinesSpanExporter
 from telemetry.redaction import RedactingSpanExporter, redact_url
 
@@ -104,7 +104,7 @@ def configure_tracing(
 
 def _otlp_exporter(config: TracingConfig) -> SpanExporter | None:
     if config.protocol == HTTP_PROTOBUF:
-        return OTLPSpanExporter(endpoint=config.otlp_endpoint)
+        return OtlpHttpSpanExporter(endpoint=config.otlp_endpoint)
     if config.protocol == GRPC:
         try:
             module = importlib.import_module(_GRPC_EXPORTER)

@@ -431,7 +431,7 @@ def test_each_call_is_its_own_trace(provider: TracerProvider, receiver: OtlpRece
     assert "vox.control.host" not in roots[0].attributes
 
 
-def test_sampled_out_calls_export_nothing(receiver: OtlpReceiver) -> None:
+def test_sampled_out_calls_export_nothing_and_send_unsampled_context(receiver: OtlpReceiver) -> None:
     provider = create_tracer_provider(
         [OTLPSpanExporter(endpoint=receiver.endpoint)], sampler=ALWAYS_OFF, shutdown_on_exit=False
     )
@@ -442,8 +442,34 @@ def test_sampled_out_calls_export_nothing(receiver: OtlpReceiver) -> None:
         o.action_event(action, "enqueued", 1000.1, {})
         with o.delivering(action):
             assert not trace.get_current_span().is_recording()
+            o.action_event(action, "sent", 1000.15, {"attempt": 1})
+            context = trace.get_current_span().get_span_context()  # what the POST's headers name
+            assert context.is_valid and not context.trace_flags.sampled  # traceparent flags 00
+            o.action_event(action, "answered", 1000.18, {"attempt": 1, "reason": "accepted", "status": 200})
         o.action_event(action, "accepted", 1000.2, {"reason": "accepted", "attempts": 1})
         o.call_ended(1001.0)
         assert receiver.collect(provider) == []
     finally:
         provider.shutdown()
+
+
+def test_an_action_span_keeps_its_first_128_events_and_counts_the_rest(
+    provider: TracerProvider, receiver: OtlpReceiver
+) -> None:
+    o = observe(provider)
+    action = ControlAction(CALL_TRANSFER)
+    o.call_started(CALL, T0)
+    o.action_event(action, "enqueued", 1000.1, {})
+    for n in range(1, 151):  # a VoxEngine that answers 503 for a long time
+        o.action_event(action, "retry", 1000.1 + n / 1000, {"attempt": n, "reason": "http_503", "wait_s": 0})
+    o.action_event(action, "failed", 1001.0, {"reason": "deadline_exceeded:http_503", "attempts": 150})
+    o.call_ended(1002.0)
+    span = one(receiver.collect(provider), "control call_transfer")
+    assert len(span.events) == 128 and span.events[0].attributes["vox.attempt"] == 1
+    assert span.attributes["vox.span.dropped_events"] == 150 + 1 - 128  # the outcome event too
+    assert span.attributes["vox.action.outcome"] == "failed"  # attributes are never dropped
+
+
+def test_tracing_needs_the_sdk_s_tracer_provider() -> None:
+    with pytest.raises(TypeError, match="SDK tracer"):
+        TracingObserverFactory(trace.NoOpTracerProvider())
