@@ -93,14 +93,14 @@ class Tracing:
 
     def __init__(self, endpoint: str | None) -> None:
         import requests
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import SpanExporter
 
         import telemetry
 
         session = requests.Session()
         session.trust_env = False  # loopback only, whatever the environment says
-        inner = _Discard() if endpoint is None else OTLPSpanExporter(endpoint=endpoint, session=session)
+        otlp = telemetry.OtlpHttpSpanExporter  # the exporter the app's setup builds
+        inner = _Discard() if endpoint is None else otlp(endpoint=endpoint, session=session)
         self.exporter = CountingExporter(inner)
         exporter: SpanExporter = self.exporter  # type: ignore[assignment]
         self.provider = telemetry.create_tracer_provider([exporter], shutdown_on_exit=False)

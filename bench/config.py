@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+TracingMode = Literal["off", "otlp", "discard"]
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,10 @@ class BenchConfig:
     spread_s: float  # actions fire over this window once every call of a round is connected
     words_per_s: float  # speech pace of the calls under load
     warmup_calls: int
-    tracing_order: tuple[bool, ...]  # one fresh app process per high-load run: tracing off/on
-    discard_run: bool  # one more: tracing on, spans dropped at the exporter (recording's own cost)
+    # One fresh app process per high-load run, in this order: tracing "off", "otlp" (on, exported
+    # over OTLP) or "discard" (on, spans dropped at the exporter: what recording alone costs).
+    # Each traced run is compared with the untraced runs next to it, so drift cancels.
+    tracing_plan: tuple[TracingMode, ...]
     # 7. levers: one fresh app process per lever, each playing the same round of this many calls
     lever_calls: int
     lever_repeats: int  # the shipped runtime runs this many times, first and last among the levers
@@ -51,8 +56,7 @@ FULL = BenchConfig(
     spread_s=12.0,
     words_per_s=2.8,
     warmup_calls=50,
-    tracing_order=(False, True, True, False),
-    discard_run=True,
+    tracing_plan=("off", "otlp", "discard", "off", "discard", "otlp", "off"),
     lever_calls=1000,
     lever_repeats=2,
     tls_samples=200,
@@ -75,8 +79,7 @@ QUICK = BenchConfig(
     spread_s=12.0,
     words_per_s=2.8,
     warmup_calls=20,
-    tracing_order=(False, True),
-    discard_run=False,
+    tracing_plan=("off", "otlp"),
     lever_calls=300,
     lever_repeats=1,
     tls_samples=40,
@@ -99,8 +102,7 @@ SMOKE = BenchConfig(
     spread_s=0.5,
     words_per_s=40.0,
     warmup_calls=2,
-    tracing_order=(False, True),
-    discard_run=True,
+    tracing_plan=("off", "otlp", "discard"),
     lever_calls=6,
     lever_repeats=1,
     tls_samples=3,

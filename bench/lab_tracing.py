@@ -10,14 +10,17 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
 from bench.config import BenchConfig
 from bench.progress import Progress
 from lab.otlp_receiver import OtlpReceiver
 from lab.scenarios import CATALOGUE, run_scenario
 from lab.tts_model import TtsModel
-from telemetry import TracingObserverFactory, create_tracer_provider, tracing_observer_factory
+from telemetry import (
+    OtlpHttpSpanExporter,
+    TracingObserverFactory,
+    create_tracer_provider,
+    tracing_observer_factory,
+)
 
 SECTION = "lab-tracing"
 FAST_TTS = TtsModel(first_audio_s=0.02, words_per_s=40)  # speech time is idle time: keep calls short
@@ -44,18 +47,27 @@ async def _one_call(tracing: TracingObserverFactory | None) -> float:
 
 
 async def run_lab_tracing(config: BenchConfig, progress: Progress) -> LabTracingCost:
-    with OtlpReceiver(decode=False) as sink:
-        provider = create_tracer_provider([OTLPSpanExporter(endpoint=sink.endpoint)], service_name="bench")
-        tracing = tracing_observer_factory(provider)
-        try:
-            await _one_call(None)  # warm-up: LiteLLM's lazy imports, first connections
-            await _one_call(tracing)
-            off: list[float] = []
-            on: list[float] = []
-            for i in range(config.lab_tracing_calls):
-                progress.say(SECTION, f"call pair {i + 1}/{config.lab_tracing_calls}")
-                off.append(await _one_call(None))
-                on.append(await _one_call(tracing))
-        finally:
-            provider.shutdown()
+    # What earlier sections left in this process stays out of every collection during this one
+    # (as the app's start-up heap does in production, agent/runtime.py): a call's GC work is
+    # then its own, whichever sections ran before.
+    gc.collect()
+    gc.freeze()
+    try:
+        with OtlpReceiver(decode=False) as sink:
+            exporter = OtlpHttpSpanExporter(endpoint=sink.endpoint)  # as the app's setup builds it
+            provider = create_tracer_provider([exporter], service_name="bench")
+            tracing = tracing_observer_factory(provider)
+            try:
+                await _one_call(None)  # warm-up: LiteLLM's lazy imports, first connections
+                await _one_call(tracing)
+                off: list[float] = []
+                on: list[float] = []
+                for i in range(config.lab_tracing_calls):
+                    progress.say(SECTION, f"call pair {i + 1}/{config.lab_tracing_calls}")
+                    off.append(await _one_call(None))
+                    on.append(await _one_call(tracing))
+            finally:
+                provider.shutdown()
+    finally:
+        gc.unfreeze()
     return LabTracingCost(len(off), statistics.median(off), statistics.median(on))

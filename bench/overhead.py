@@ -125,12 +125,11 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
             high = LoadShape(
                 calls=config.high_calls, spread_s=config.spread_s, words_per_s=config.words_per_s
             )
-            plan = [(t, SHIPPED) for t in config.tracing_order]
-            plan += [(True, SPANS_DISCARDED)] if config.discard_run else []
-            for n, (tracing, label) in enumerate(plan):
+            plan = config.tracing_plan
+            for n, mode in enumerate(plan):
+                tracing, label = mode != "off", SPANS_DISCARDED if mode == "discard" else SHIPPED
                 options = AppOptions(
-                    otlp_endpoint=sink.endpoint if tracing and label == SHIPPED else None,
-                    discard_spans=label == SPANS_DISCARDED,
+                    otlp_endpoint=sink.endpoint if mode == "otlp" else None, discard_spans=mode == "discard"
                 )
                 async with warmed_app(options, emulator, config.warmup_calls) as app:
                     run = await measured_round(
@@ -139,8 +138,8 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
                 runs.append(run)
                 progress.say(
                     SECTION,
-                    f"{high.calls} calls, run {n + 1}/{len(plan)} (tracing {'on' if tracing else 'off'}, "
-                    f"{label}): {summarize(latencies([run.round]))}; {run.cpu_ms_per_call:.1f} ms CPU/call",
+                    f"{high.calls} calls, run {n + 1}/{len(plan)} (tracing {mode}): "
+                    f"{summarize(latencies([run.round]))}; {run.cpu_ms_per_call:.1f} ms CPU/call",
                 )
             for tracing, label in ((False, ""), (True, ", tracing on")):
                 chosen = tuple(r.round for r in runs if r.tracing == tracing and r.label == SHIPPED)

@@ -369,31 +369,32 @@ def _resources(result: OverheadResult, config: BenchConfig) -> list[str]:
         "exported) ÷ calls; peak RSS = VmHWM reset just before the round, minus the RSS then, ÷ calls. "
         "Tracing on = the `telemetry` package as the app uses it: `create_tracer_provider` (batched, "
         "redacted) exporting OTLP/HTTP protobuf to a receiver on 127.0.0.1 in the benchmark process, "
-        "`tracing_observer_factory(provider)` as the app's observer (its POST spans included). Runs "
-        "alternate off/on so drift hits both. `spans discarded` (full runs): tracing on, but the "
-        "exporter drops every span, so its CPU is what recording the spans costs without the OTLP "
-        "export (the SDK's protobuf encoding and the HTTP request, in the batch processor's thread).",
+        "`tracing_observer_factory(provider)` as the app's observer (its POST spans included), the "
+        "app's OTLP/HTTP exporter (`telemetry.OtlpHttpSpanExporter`). `spans discarded`: tracing on, "
+        "but the exporter drops every span, so its cost is recording the spans without exporting "
+        "them. Untraced runs sit between the traced ones, and each traced run is compared with the "
+        "untraced runs next to it, so the machine's drift over the section cancels.",
         "",
         *table(RESOURCE_HEADER, rows),
         "",
     ]
     if cost is not None:
         lines += [
-            f"Tracing (median of {cost.runs_off} off / {cost.runs_on} on runs): {cost.off_cpu_ms:.2f} → "
-            f"{cost.on_cpu_ms:.2f} ms CPU per call ({cost.cpu_overhead_pct:+.1f}%), of which "
+            f"Tracing: {cost.off_cpu_ms:.2f} ms CPU per call untraced (median of {cost.runs_off} runs); "
+            f"tracing on adds {cost.overhead_ms:+.2f} ms ({cost.cpu_overhead_pct:+.1f}%), the median over "
+            f"{cost.runs_on} traced runs of each run minus the untraced runs next to it, of which "
             f"{cost.export_cpu_ms:.2f} ms in the OTLP exporter's thread; peak RSS "
             f"{cost.off_peak_kb:.0f} → {cost.on_peak_kb:.0f} kB per call; {cost.spans_per_call:.1f} spans "
             f"per call exported in {result.otlp_requests} OTLP requests.",
             "",
         ]
-        if cost.discarded_cpu_ms is not None:
-            recording = cost.discarded_cpu_ms - cost.off_cpu_ms
-            export = cost.on_cpu_ms - cost.discarded_cpu_ms
+        if cost.recording_ms is not None:
+            export = cost.overhead_ms - cost.recording_ms
             lines += [
                 f"Split: recording the spans (the observer on the event loop, the batch queue) "
-                f"{recording:+.2f} ms per call ({100 * recording / cost.off_cpu_ms:+.1f}%); exporting them "
-                f"over OTLP {export:+.2f} ms ({100 * export / cost.off_cpu_ms:+.1f}%), from one "
-                "discarded-spans run against the medians above.",
+                f"{cost.recording_ms:+.2f} ms per call ({100 * cost.recording_ms / cost.off_cpu_ms:+.1f}%, "
+                f"from {cost.runs_discarded} spans-discarded runs measured the same way); exporting them "
+                f"over OTLP the rest, {export:+.2f} ms ({100 * export / cost.off_cpu_ms:+.1f}%).",
                 "",
             ]
     return lines

@@ -70,40 +70,64 @@ async def measured_round(
 
 @dataclass(frozen=True)
 class TracingCost:
+    """Tracing's CPU per call: each traced run against the untraced runs next to it."""
+
     off_cpu_ms: float  # median per call over the tracing-off runs
-    on_cpu_ms: float
+    overhead_ms: float  # median over the OTLP runs of (run − its untraced neighbours)
+    recording_ms: float | None  # the same for the spans-discarded runs: recording alone
     off_peak_kb: float
     on_peak_kb: float
     spans_per_call: float
-    export_cpu_ms: float  # of on_cpu_ms: the OTLP exporter's thread
+    export_cpu_ms: float  # in the OTLP exporter's thread (a part of overhead_ms)
     runs_off: int
     runs_on: int
-    discarded_cpu_ms: float | None  # tracing on, spans dropped at the exporter: recording alone
+    runs_discarded: int
+
+    @property
+    def on_cpu_ms(self) -> float:
+        return self.off_cpu_ms + self.overhead_ms
 
     @property
     def cpu_overhead_pct(self) -> float:
-        return 100.0 * (self.on_cpu_ms - self.off_cpu_ms) / self.off_cpu_ms
+        return 100.0 * self.overhead_ms / self.off_cpu_ms
 
-    @property
-    def peak_overhead_kb(self) -> float:
-        return self.on_peak_kb - self.off_peak_kb
+
+def _against_neighbours(runs: Sequence[ResourceRun], label: str) -> list[float]:
+    """For each traced run with `label`: its CPU per call minus the mean of the nearest untraced
+    shipped run before it and after it (the machine drifts over a section; neighbours share it)."""
+    diffs = []
+    for i, run in enumerate(runs):
+        if not run.tracing or run.label != label:
+            continue
+        before = next((r for r in reversed(runs[:i]) if _untraced(r)), None)
+        after = next((r for r in runs[i + 1 :] if _untraced(r)), None)
+        near = [r.cpu_ms_per_call for r in (before, after) if r is not None]
+        if near:
+            diffs.append(run.cpu_ms_per_call - sum(near) / len(near))
+    return diffs
+
+
+def _untraced(run: ResourceRun) -> bool:
+    return not run.tracing and run.label == SHIPPED
 
 
 def tracing_cost(runs: Sequence[ResourceRun]) -> TracingCost | None:
-    """Tracing on versus off, from the as-shipped runs."""
-    off = [r for r in runs if not r.tracing and r.label == SHIPPED]
+    """Tracing on versus off, from the high-load runs in the order they ran."""
+    off = [r for r in runs if _untraced(r)]
     on = [r for r in runs if r.tracing and r.label == SHIPPED]
-    discarded = [r.cpu_ms_per_call for r in runs if r.label == SPANS_DISCARDED]
-    if not off or not on:
+    overhead = _against_neighbours(runs, SHIPPED)
+    recording = _against_neighbours(runs, SPANS_DISCARDED)
+    if not off or not overhead:
         return None
     return TracingCost(
         off_cpu_ms=median(r.cpu_ms_per_call for r in off),
-        on_cpu_ms=median(r.cpu_ms_per_call for r in on),
+        overhead_ms=median(overhead),
+        recording_ms=median(recording) if recording else None,
         off_peak_kb=median(r.peak_kb_per_call for r in off),
         on_peak_kb=median(r.peak_kb_per_call for r in on),
         spans_per_call=median(r.spans_per_call for r in on),
         export_cpu_ms=median(r.export_cpu_ms_per_call for r in on),
         runs_off=len(off),
-        runs_on=len(on),
-        discarded_cpu_ms=median(discarded) if discarded else None,
+        runs_on=len(overhead),
+        runs_discarded=len(recording),
     )

@@ -85,7 +85,7 @@ def test_both_policies_and_every_load_level_are_reported(smoke_run: tuple[str, P
     tls = report.split("## 3. Warm connection", 1)[1].split("\n## ", 1)[0]
     assert "| ratio fresh / warm |" in tls
     resources = report.split("## 5. Resources", 1)[1].split("\n## ", 1)[0]
-    assert "Tracing (median of" in resources
+    assert "tracing on adds" in resources and "Split: recording the spans" in resources
     levers = report.split("## 7. Levers", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in levers.splitlines() if line.startswith("| ") and "---" not in line][1:]
     names = [row.split(" | ", 1)[0].removeprefix("| ") for row in rows]
