@@ -196,10 +196,9 @@ def _overhead(result: OverheadResult, config: BenchConfig, plot: str | None) -> 
     lines += ["", *_breakdown(result.levels), ""]
     lines += [
         "",
-        "`GC freeze` / `GC off` rows (full runs only) are diagnostics, not the shipped app: the same "
-        "load on an app process that called `gc.freeze()` after startup, and on one with the cyclic GC "
-        "disabled. The benchmark process itself collects before each round and not during it, so its "
-        "own GC does not delay the emulator's arrival stamps.",
+        "The app runs the shipped runtime (`agent/runtime.py`: uvloop, httptools, its GC policy); "
+        "section 7 measures each alternative. The benchmark process itself collects before each round "
+        "and not during it, so its own GC does not delay the emulator's arrival stamps.",
     ]
     if plot:
         lines += ["", f"![overhead]({plot})"]
