@@ -24,6 +24,7 @@ from multiprocessing import get_context
 import anyio
 
 from agent.conversation import build_llm_agent
+from agent.runtime import SERVER_GC
 from bench.corpus import BARGE_IN_TEXT, CallSpec, Kind
 from bench.noise import Noise, cpu_snapshot, noise_between
 from bench.progress import Progress, quiet_logs
@@ -186,6 +187,9 @@ async def play_corpus(
         async with anyio.create_task_group() as tg:
             for i, spec in enumerate(warm):
                 tg.start_soon(one, spec, False, anyio.current_time() + i * START_INTERVAL_S)
+        # The app in this process runs as in production from here: the server's GC policy after
+        # start-up (agent/runtime.py), for both policies alike.
+        SERVER_GC.apply()
         async with anyio.create_task_group() as tg:
             for i, spec in enumerate(specs):
                 tg.start_soon(one, spec, True, anyio.current_time() + i * START_INTERVAL_S)

@@ -381,7 +381,8 @@ def _resources(result: OverheadResult, config: BenchConfig) -> list[str]:
         lines += [
             f"Tracing: {cost.off_cpu_ms:.2f} ms CPU per call untraced (median of {cost.runs_off} runs); "
             f"tracing on adds {cost.overhead_ms:+.2f} ms ({cost.cpu_overhead_pct:+.1f}%), the median over "
-            f"{cost.runs_on} traced runs of each run minus the untraced runs next to it, of which "
+            f"{cost.runs_on} traced runs of each run minus the untraced runs next to it ("
+            f"{', '.join(f'{d:+.2f}' for d in cost.overhead_each)} ms), of which "
             f"{cost.export_cpu_ms:.2f} ms in the OTLP exporter's thread; peak RSS "
             f"{cost.off_peak_kb:.0f} → {cost.on_peak_kb:.0f} kB per call; {cost.spans_per_call:.1f} spans "
             f"per call exported in {result.otlp_requests} OTLP requests.",

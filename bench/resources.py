@@ -74,6 +74,7 @@ class TracingCost:
 
     off_cpu_ms: float  # median per call over the tracing-off runs
     overhead_ms: float  # median over the OTLP runs of (run − its untraced neighbours)
+    overhead_each: tuple[float, ...]  # those differences, run by run (their spread is the noise)
     recording_ms: float | None  # the same for the spans-discarded runs: recording alone
     off_peak_kb: float
     on_peak_kb: float
@@ -122,6 +123,7 @@ def tracing_cost(runs: Sequence[ResourceRun]) -> TracingCost | None:
     return TracingCost(
         off_cpu_ms=median(r.cpu_ms_per_call for r in off),
         overhead_ms=median(overhead),
+        overhead_each=tuple(overhead),
         recording_ms=median(recording) if recording else None,
         off_peak_kb=median(r.peak_kb_per_call for r in off),
         on_peak_kb=median(r.peak_kb_per_call for r in on),
