@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -56,7 +57,12 @@ class _CallScope:
     observer: CallObserver | None = None
 
 
-_current_call: contextvars.ContextVar[_CallScope] = contextvars.ContextVar("current_call")
+# How `_get_agent` (called inside Line's endpoint) finds its call. A weak reference: every task
+# and timer started during the call copies this context, and some outlive the call by far (a
+# cancelled timer stays scheduled until its deadline; an aiohttp connector inside LiteLLM's
+# client cache re-arms its cleanup timer in the context that created it, for the life of the
+# cache). A strong reference would keep the ended call's websocket and task group alive with them.
+_current_call: contextvars.ContextVar[weakref.ref[_CallScope]] = contextvars.ContextVar("current_call")
 
 
 class _ObservedAgent:
@@ -162,7 +168,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         async with anyio.create_task_group() as tg:
             scope = _CallScope(tg, socket, FrameSender())
             tg.start_soon(scope.frames.run, socket)
-            token = _current_call.set(scope)
+            token = _current_call.set(weakref.ref(scope))
             try:
                 await super().websocket_endpoint(socket)
             finally:
@@ -184,7 +190,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         self.live_calls.discard(control)
 
     async def _get_agent(self, env: AgentEnv, call: CallRequest) -> AgentSpec:
-        scope = _current_call.get(None)
+        call_ref = _current_call.get(None)
+        scope = call_ref() if call_ref is not None else None
         if scope is None:
             raise RuntimeError("TelephonyAgentApp._get_agent runs only inside its websocket endpoint")
         if self._client is None:

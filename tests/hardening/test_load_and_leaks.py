@@ -18,7 +18,10 @@ from collections import Counter
 import anyio
 import pytest
 
+from agent.call_control import CallControl
+from agent.conversation import build_llm_agent
 from lab.call_lab import CallLab
+from lab.scripted_llm import LlmReply, ToolCallSpec
 from lab.tts_model import TtsModel
 from tests.hardening._support import eventually, open_fds, tool_agent
 from tests.product_tasks import product_tasks
@@ -82,6 +85,27 @@ async def test_50_concurrent_calls_leave_nothing_behind() -> None:
         assert lab.app is not None and lab.app.live_calls == set()
     released = Counter(r.attrs["reason"] for r in lab.recorder.actions if r.name == "released")
     assert set(released) <= {"turn_ended", "call_ended"}, released
+
+
+@pytest.mark.parametrize("agent", ["tools only", "LlmAgent through LiteLLM"])
+async def test_an_ended_call_is_freed_though_timers_it_started_are_still_scheduled(agent: str) -> None:
+    # Every task and timer a call starts copies the call's context, and some outlive the call:
+    # the transfer's hold deadline (cancelled, it stays scheduled until it is due), and, through
+    # LiteLLM's client cache, an aiohttp connector that re-arms its cleanup timer in the context
+    # of the call that opened it. Nothing of the call may be reachable from that context.
+    transfer = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "wants a person"}),))
+    factory = tool_agent if agent == "tools only" else build_llm_agent
+    async with CallLab([transfer], agent_factory=factory) as lab:
+        await one_call(lab, 0, session="s0", goodbye=False)
+        await lab.wait_calls_ended(1, timeout_s=10)
+        await settled(lab, tasks=10**6, fds=10**6)
+
+        def freed() -> bool:
+            gc.collect()  # may schedule asyncio's finalizer task for an unclosed async generator
+            return not any(isinstance(o, CallControl) for o in gc.get_objects())
+
+        # Well before the call's own cancelled timers fall due; the connector's never stops.
+        await eventually(freed, timeout_s=3, poll_s=0.05, what="the ended call's control plane freed")
 
 
 async def test_200_sequential_calls_grow_no_memory_tasks_or_descriptors() -> None:
