@@ -4,16 +4,18 @@ The one place for these choices. Each was measured against its alternatives side
 load, same machine, in the benchmark's "levers" section (`python -m bench`; the latest full run
 is in bench/README.md):
 
-- Event loop: uvloop. The app's work is websocket frames and small JSON messages; on uvloop it
-  takes ~7% less CPU per call than on asyncio's loop, at the same tail.
+- Event loop: uvloop. The app's work is websocket frames and small JSON messages; at 1,000 calls
+  on uvloop it took about 1–2 ms less CPU per call (of ~13) than on asyncio's loop, and its p99
+  was shorter, in each of the last full runs (bench/README.md).
 - HTTP parser: httptools (only the websocket upgrade goes through it; uvicorn's usual choice).
 - Cyclic GC: with CPython's defaults, at 1,000 calls a full (generation 2) collection walks every
   object of every call and stops the event loop for hundreds of ms, on every call at once: dead
   air, a hang-up late by as much. `SERVER_GC` freezes what start-up built (LiteLLM, pydantic
   models, Line: never garbage) out of every collection, keeps the young collections as they are
   (small, frequent, a few ms), and defers full collections: one runs after 1,000 young
-  generation-1 collections (minutes under load) instead of after 10. Garbage cycles are still
-  collected, young ones as before, old ones later; the benchmark reports the memory it costs.
+  generation-1 collections instead of after 10 (none ran within a benchmark round of 1,000
+  calls; CPython's defaults ran six). Garbage cycles are still collected, young ones as before,
+  old ones later; the benchmark reports the memory it costs.
 - Workers: `WEB_CONCURRENCY` processes (default 1) accepting on one socket, as uvicorn's own
   `--workers`. A call lives in one process (its websocket, its control plane), so workers share
   nothing. They spread calls over cores; on a machine without a spare core they add CPU per call
