@@ -90,7 +90,7 @@ async def test_50_concurrent_calls_leave_nothing_behind() -> None:
 @pytest.mark.parametrize("agent", ["tools only", "LlmAgent through LiteLLM"])
 async def test_an_ended_call_is_freed_though_timers_it_started_are_still_scheduled(agent: str) -> None:
     # Every task and timer a call starts copies the call's context, and some outlive the call:
-    # the transfer's hold deadline (cancelled, it stays scheduled until it is due), and, through
+    # the POST's retry deadline (cancelled once answered, it stays scheduled until due), and, through
     # LiteLLM's client cache, an aiohttp connector that re-arms its cleanup timer in the context
     # of the call that opened it. Nothing of the call may be reachable from that context.
     transfer = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "wants a person"}),))
