@@ -8,19 +8,14 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { FakeVoxEngine } = require('./fake_voxengine');
+const { FakeVoxEngine, SCENARIO_STORAGE } = require('./fake_voxengine');
 const { loadCases, lintCase, buildRequest, effectKinds, checkStep } = require('./contract_replay');
 
 const file = loadCases();
 const CONTRACT_DOC = path.join(__dirname, '..', '..', 'docs', 'control-contract.md');
 
 function settingsFor(kase) {
-  const storage = {
-    CARTESIA_API_KEY: 'test-api-key',
-    CARTESIA_AGENT_ID: 'agent_test',
-    TRANSFER_NUMBER: '+15550003333',
-    PSTN_CALLER_ID: '+15550004444',
-  };
+  const storage = Object.assign({}, SCENARIO_STORAGE);
   if (kase.signing) storage.VOX_CONTROL_SECRET = file.secret;
   return storage;
 }

@@ -100,6 +100,13 @@ const VoiceList = Object.freeze({
   Google: Object.freeze({ en_US_Neural2_C: voice('Google.en_US_Neural2_C') }),
 });
 
+/** The ApplicationStorage of a configured scenario (voxengine/README.md): what every test starts from. */
+const SCENARIO_STORAGE = Object.freeze({
+  CARTESIA_API_KEY: 'test-api-key',
+  CARTESIA_AGENT_ID: 'agent_test',
+  TRANSFER_NUMBER: '+15550003333',
+  PSTN_CALLER_ID: '+15550004444',
+});
 const CONTROL_URL = 'https://203.0.113.10:12092/request/SESSIONSECRET.1700000000.1_203.0.113.10/TOKENSECRET';
 
 function hmacHex(key, data) {
@@ -644,4 +651,6 @@ class FakeVoxEngine {
   }
 }
 
-module.exports = { FakeVoxEngine, AppEvents, CallEvents, AgentsEvents, CartesiaEvents, VoiceList, CONTROL_URL, hmacHex };
+module.exports = {
+  FakeVoxEngine, AppEvents, CallEvents, AgentsEvents, CartesiaEvents, VoiceList, CONTROL_URL, SCENARIO_STORAGE, hmacHex,
+};

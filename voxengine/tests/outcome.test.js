@@ -9,14 +9,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { FakeVoxEngine, AgentsEvents, VoiceList } = require('./fake_voxengine');
+const { FakeVoxEngine, AgentsEvents, VoiceList, SCENARIO_STORAGE: STORAGE } = require('./fake_voxengine');
 
-const STORAGE = Object.freeze({
-  CARTESIA_API_KEY: 'test-api-key',
-  CARTESIA_AGENT_ID: 'agent_test',
-  TRANSFER_NUMBER: '+15550003333',
-  PSTN_CALLER_ID: '+15550004444',
-});
 const SUMMARY = 'Caller wants help with a bill.';
 
 let idCounter = 0;

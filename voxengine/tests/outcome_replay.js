@@ -8,7 +8,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { FakeVoxEngine } = require('./fake_voxengine');
+const { FakeVoxEngine, SCENARIO_STORAGE } = require('./fake_voxengine');
 
 const OUTCOME_CASES_PATH = path.join(__dirname, '..', 'contract', 'outcome_cases.json');
 const TRANSFER_ID = 'transfer-1';
@@ -20,13 +20,6 @@ const CALLER_WITH = ['agent', 'target', 'nobody'];
 const DEFAULT_TAIL_MS = 600;
 /** Real-time replays (the Python emulator) need timers and events apart by at least this much. */
 const MIN_GAP_MS = 100;
-
-const BASE_STORAGE = Object.freeze({
-  CARTESIA_API_KEY: 'test-api-key',
-  CARTESIA_AGENT_ID: 'agent_test',
-  TRANSFER_NUMBER: '+15550003333',
-  PSTN_CALLER_ID: '+15550004444',
-});
 
 function loadOutcomeCases() {
   return JSON.parse(fs.readFileSync(OUTCOME_CASES_PATH, 'utf8'));
@@ -103,7 +96,7 @@ function lintOutcomeCase(kase) {
 
 /** The ApplicationStorage a case's settings map to (only the settings it gives). */
 function storageFor(kase) {
-  const storage = Object.assign({}, BASE_STORAGE);
+  const storage = Object.assign({}, SCENARIO_STORAGE);
   const settings = kase.settings || {};
   if (settings.ring_timeout_s !== undefined) storage.TRANSFER_RING_TIMEOUT_S = String(settings.ring_timeout_s);
   if (settings.whisper !== undefined) storage.TRANSFER_WHISPER = settings.whisper ? 'on' : 'off';

@@ -10,14 +10,8 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const { FakeVoxEngine, AgentsEvents, CONTROL_URL, hmacHex } = require('./fake_voxengine');
+const { FakeVoxEngine, AgentsEvents, CONTROL_URL, SCENARIO_STORAGE: STORAGE, hmacHex } = require('./fake_voxengine');
 
-const STORAGE = Object.freeze({
-  CARTESIA_API_KEY: 'test-api-key',
-  CARTESIA_AGENT_ID: 'agent_test',
-  TRANSFER_NUMBER: '+15550003333',
-  PSTN_CALLER_ID: '+15550004444',
-});
 const CALLER = '+15550001111';
 const CALLEE = '+15550002222';
 const SECRET = 'scenario-test-secret';
