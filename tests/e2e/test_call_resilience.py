@@ -11,9 +11,11 @@ from agent.retry_policy import RetryPolicy
 from agent.settings import Settings
 from lab.call_lab import CallLab
 from lab.faults import FaultPlan
-from lab.harness_profile import FAITHFUL, IDEALISED
+from lab.harness_profile import FAITHFUL, IDEALISED, HarnessProfile
 from lab.scripted_llm import LlmReply, ToolCallSpec
+from lab.timeline import Timeline
 from lab.tts_model import TtsModel
+from lab.voxengine_emulator import RecordedRequest
 from tests.product_tasks import product_tasks
 
 pytestmark = pytest.mark.anyio
@@ -64,44 +66,43 @@ async def test_stale_turn_end_of_the_interrupted_introduction_does_not_release()
     assert released.attrs["reason"] == "turn_ended"
 
 
-async def test_turn_ends_during_a_slow_reply_never_cancel_it() -> None:
-    # The reply streams slower than it is spoken. The idealised harness goes idle between its
-    # words (the hardest case for the run filter): each AgentTurnEnded is observed while the LLM
-    # response is still in flight.
-    lead_in = "One moment please."
-    reply = LlmReply(text=lead_in, tool_calls=(TRANSFER,), first_token_delay_s=0.1, chunk_delay_s=0.35)
+SLOW_LEAD_IN = "One moment please."
+
+
+async def slow_reply_call(profile: HarnessProfile) -> tuple[Timeline, list[RecordedRequest]]:
+    """A transfer whose reply streams slower than it is spoken: the call's timeline and POSTs."""
+    reply = LlmReply(text=SLOW_LEAD_IN, tool_calls=(TRANSFER,), first_token_delay_s=0.1, chunk_delay_s=0.35)
     async with CallLab([reply]) as lab:
-        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=8), profile=IDEALISED) as sim:
+        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=8), profile=profile) as sim:
             await sim.wait_agent_turn_end(1)
             await sim.user_says("I need a human")
             await lab.emulator.wait_for_effects(1, timeout=10)
             await sim.wait_until_idle()
         await lab.wait_calls_ended(1)
-    turns = sim.timeline.turns()
+    return sim.timeline, lab.emulator.requests
+
+
+async def test_turn_ends_during_a_slow_reply_never_cancel_it() -> None:
+    # The idealised harness goes idle between the reply's words (the hardest case for the run
+    # filter): each AgentTurnEnded is observed while the LLM response is still in flight.
+    timeline, requests = await slow_reply_call(IDEALISED)
+    turns = timeline.turns()
     spoken = " ".join(t.text for t in turns[1:])
-    assert spoken == f"{lead_in} {prompt.TRANSFER_CONFIRMATION}"  # every chunk arrived and played
+    assert spoken == f"{SLOW_LEAD_IN} {prompt.TRANSFER_CONFIRMATION}"  # every chunk arrived and played
     assert len(turns) >= 4, "the harness went idle between the reply's words"
     confirming = turns[-1]
     assert confirming.text.endswith(prompt.TRANSFER_CONFIRMATION)
-    [request] = lab.emulator.requests
+    [request] = requests
     assert confirming.ended_at is not None and 0 <= request.time - confirming.ended_at <= 0.3
 
 
 async def test_a_slow_reply_is_one_turn_for_the_faithful_harness_and_the_action_waits_for_its_end() -> None:
     # The real harness keeps the turn open until response_end (line/voice_agent_app.py
     # _send_response_end): the pauses between chunks are silence inside one turn.
-    lead_in = "One moment please."
-    reply = LlmReply(text=lead_in, tool_calls=(TRANSFER,), first_token_delay_s=0.1, chunk_delay_s=0.35)
-    async with CallLab([reply]) as lab:
-        async with lab.call(tts=TtsModel(first_audio_s=0.05, words_per_s=8), profile=FAITHFUL) as sim:
-            await sim.wait_agent_turn_end(1)
-            await sim.user_says("I need a human")
-            await lab.emulator.wait_for_effects(1, timeout=10)
-            await sim.wait_until_idle()
-        await lab.wait_calls_ended(1)
-    _intro, confirming = sim.timeline.turns()
-    assert confirming.text == f"{lead_in} {prompt.TRANSFER_CONFIRMATION}"
-    [request] = lab.emulator.requests
+    timeline, requests = await slow_reply_call(FAITHFUL)
+    _intro, confirming = timeline.turns()
+    assert confirming.text == f"{SLOW_LEAD_IN} {prompt.TRANSFER_CONFIRMATION}"
+    [request] = requests
     assert confirming.stopped_at is not None and confirming.ended_at is not None
     assert 0 <= request.time - confirming.ended_at <= 0.3
 
