@@ -14,7 +14,6 @@ from opentelemetry.trace import TracerProvider
 
 from telemetry.call_spans import EpochClock, TracingObserver, TracingObserverFactory
 from telemetry.config import DEFAULT_SERVICE_NAME, TracingConfig
-from telemetry.otlp_http import OtlpHttpSpanExporter
 from telemetry.otlp_json import JsonLinesSpanExporter, read_spans_json
 from telemetry.setup import (
     configure_tracing,
@@ -28,7 +27,6 @@ __all__ = [
     "DEFAULT_SERVICE_NAME",
     "EpochClock",
     "JsonLinesSpanExporter",
-    "OtlpHttpSpanExporter",
     "TracingConfig",
     "TracingObserver",
     "TracingObserverFactory",

@@ -17,8 +17,10 @@ telephony.ringing/connected/failed; each attempt is its POST span) and a link to
 whose end released it; the tool span that requested it links to it. A transfer's span stays
 open after its acceptance until VoxEngine says how it ended on the phone, or the call ends.
 Every hook runs on the event loop, quickly, and never raises (`ObserverGroup` contains it
-anyway). Spans are recorded as plain data and handed to the SDK's processors when they end
-(`telemetry.span_builder`: why, and what the SDK's own `Span` would have cost).
+anyway). Spans come from the provider's `Tracer` (`start_span(start_time=...)`,
+`end(end_time=...)`): its sampler, span limits, processors and exporters apply as to any span.
+Only turns, tools, actions and POST attempts are spans; a word's acknowledgement costs one dict
+lookup, so tracing stays a small part of a call's CPU (bench/README.md, "Tracing").
 
 Timestamps: the hooks give `time.perf_counter()` seconds; each is placed on the epoch at
 `wall_at_start + (at - perf_at_start)`, one offset sampled when the observer is created (as the
@@ -32,6 +34,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,11 +57,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import (
     Link,
-    NonRecordingSpan,
+    Span,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
+    Tracer,
     TracerProvider,
 )
 from opentelemetry.util.types import AttributeValue
@@ -67,7 +71,6 @@ from agent.actions import ControlAction
 from agent.call_observer import CallInfo, CallObserver
 from telemetry import conventions as c
 from telemetry.redaction import mask_party
-from telemetry.span_builder import OpenSpan, SpanBuilder
 
 # Keys of `action_event` attrs (agent/call_control.py, agent/voxengine_client.py) → span event keys.
 _EVENT_KEYS = {
@@ -87,6 +90,8 @@ _OUTCOMES = {
     "cancelled": "cancelled",
     "session_ended": "session_ended",
 }
+# An empty context: the call's root span has no parent, whatever context its hook runs in.
+_NEW_TRACE = otel_context.Context()
 
 
 class EpochClock:
@@ -108,7 +113,7 @@ class EpochClock:
 
 @dataclass
 class _Turn:
-    span: OpenSpan
+    span: Span
     seq: int
     characters: int = 0
     interrupted: bool = False
@@ -116,13 +121,13 @@ class _Turn:
 
 @dataclass
 class _Action:
-    span: OpenSpan
+    span: Span
     kind: str
     carrier: int | None = None
     requested_by_tool: bool = False
     on_the_phone: bool = False  # accepted; VoxEngine's outcome events still to come
     phone_result: tuple[str, Mapping[str, Any]] | None = None  # came before the POST's answer
-    attempt: tuple[OpenSpan, object] | None = None  # the POST in flight, and its context token
+    attempt: tuple[Span, Token[otel_context.Context]] | None = None  # the POST, its token
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,12 @@ class _ToolCall:
 class TracingObserver(CallObserver):
     """Records one call as one trace."""
 
-    def __init__(self, call: CallInfo, spans: SpanBuilder, *, clock: EpochClock | None = None) -> None:
+    def __init__(self, call: CallInfo, tracer: Tracer, *, clock: EpochClock | None = None) -> None:
         self._call = call
-        self._spans = spans
+        self._tracer = tracer
         self._clock = clock or EpochClock()
-        self._root: OpenSpan | None = None
+        self._root: Span | None = None
+        self._in_call = _NEW_TRACE  # the root span's context, once it is open
         self._on_harness: dict[type, Callable[[InputEvent, float], None]] = {
             AgentTextSent: self._agent_text,
             UserTextSent: self._user_text,
@@ -176,10 +182,11 @@ class TracingObserver(CallObserver):
                 c.CONTROL_REFUSAL: call.control_refusal,
             }
         )
-        # A new trace, whatever context the hook runs in: one trace per call.
-        self._root = self._spans.root(
-            c.CALL_SPAN, kind=SpanKind.SERVER, attributes=attributes, start_ns=self._ns(at)
+        # A new trace, whatever context the hook runs in: one trace per call, sampled as a whole.
+        self._root = self._tracer.start_span(
+            c.CALL_SPAN, _NEW_TRACE, kind=SpanKind.SERVER, attributes=attributes, start_time=self._ns(at)
         )
+        self._in_call = trace.set_span_in_context(self._root, _NEW_TRACE)
         self._http_attributes = _http_attributes(call.control_origin)
 
     def call_ended(self, at: float) -> None:
@@ -301,10 +308,9 @@ class TracingObserver(CallObserver):
             if state.kind == name and not state.requested_by_tool:
                 state.requested_by_tool = True
                 links.append(Link(state.span.get_span_context(), {c.LINK_TYPE: "requested"}))
-        assert self._root is not None
-        span = self._spans.child(
-            self._root,
+        span = self._tracer.start_span(
             f"{c.TOOL_SPAN} {name}",
+            self._in_call,
             attributes={
                 c.GEN_AI_OPERATION_NAME: "execute_tool",
                 c.GEN_AI_TOOL_NAME: name,
@@ -312,8 +318,8 @@ class TracingObserver(CallObserver):
                 c.GEN_AI_TOOL_TYPE: "function",
                 c.TOOL_ARGS_SIZE: tool.args_size,
             },
-            start_ns=self._ns(tool.at),
             links=links,
+            start_time=self._ns(tool.at),
         )
         if isinstance(result, str) and result.startswith("error"):
             span.set_attribute(c.ERROR_TYPE, "tool_error")  # never the message: it may quote the caller
@@ -425,9 +431,9 @@ class TracingObserver(CallObserver):
         instrumentation would wrap every request of the pooled client (the warm-ups too) and cost
         more than the rest of the call's trace together (bench/README.md)."""
         attempt = attrs.get("attempt")
-        span = self._spans.child(
-            state.span,
+        span = self._tracer.start_span(
             c.HTTP_SPAN,
+            trace.set_span_in_context(state.span, _NEW_TRACE),
             kind=SpanKind.CLIENT,
             attributes=_attributes(
                 {
@@ -437,16 +443,16 @@ class TracingObserver(CallObserver):
                     else None,
                 }
             ),
-            start_ns=ns,
+            start_time=ns,
         )
-        state.attempt = (span, otel_context.attach(_as_current(span)))
+        state.attempt = (span, otel_context.attach(trace.set_span_in_context(span)))
 
     def _end_attempt(self, state: _Action, attrs: Mapping[str, Any], ns: int, *, cut: bool = False) -> None:
         if state.attempt is None:
             return
         span, token = state.attempt
         state.attempt = None
-        otel_context.detach(token)  # type: ignore[arg-type]
+        otel_context.detach(token)
         status, reason = attrs.get("status"), attrs.get("reason")
         peer = attrs.get("peer")
         host, port = peer if isinstance(peer, tuple) and len(peer) == 2 else (None, None)
@@ -475,7 +481,7 @@ class TracingObserver(CallObserver):
         if state is None:
             yield
             return
-        token = otel_context.attach(_as_current(state.span))
+        token = otel_context.attach(trace.set_span_in_context(state.span))
         try:
             yield
         finally:
@@ -488,9 +494,10 @@ class TracingObserver(CallObserver):
     def _ns(self, at: float) -> int:
         return self._clock.ns(at)
 
-    def _child(self, name: str, start_ns: int, attributes: Mapping[str, AttributeValue | None]) -> OpenSpan:
-        assert self._root is not None
-        return self._spans.child(self._root, name, attributes=_attributes(attributes), start_ns=start_ns)
+    def _child(self, name: str, start_ns: int, attributes: Mapping[str, AttributeValue | None]) -> Span:
+        return self._tracer.start_span(
+            name, self._in_call, attributes=_attributes(attributes), start_time=start_ns
+        )
 
 
 class TracingObserverFactory:
@@ -504,18 +511,12 @@ class TracingObserverFactory:
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.tracer_provider = tracer_provider
-        self._spans = SpanBuilder(tracer_provider.get_tracer(__name__))
+        self._tracer = tracer_provider.get_tracer(__name__)
         self._clock = clock  # must be the app's clock (TelephonyAgentApp.clock)
         self._wall_clock_ns = wall_clock_ns
 
     def __call__(self, call: CallInfo) -> CallObserver:
-        return TracingObserver(call, self._spans, clock=EpochClock(self._clock, self._wall_clock_ns))
-
-
-def _as_current(span: OpenSpan) -> otel_context.Context:
-    """A context whose current span is `span`, for the propagator that writes the POST's
-    `traceparent` (it reads only the span's ids)."""
-    return trace.set_span_in_context(NonRecordingSpan(span.context))
+        return TracingObserver(call, self._tracer, clock=EpochClock(self._clock, self._wall_clock_ns))
 
 
 def _attributes(values: Mapping[str, Any]) -> dict[str, AttributeValue]:

@@ -73,6 +73,3 @@ EVENT_RETRY_WAIT_S: Final = "vox.retry.wait_s"
 
 # ---- link attributes ----
 LINK_TYPE: Final = "vox.link.type"  # "released_by" (action → turn), "requested" (tool → action)
-
-# ---- any span ----
-SPAN_DROPPED_EVENTS: Final = "vox.span.dropped_events"  # events past the limit (128), not recorded

@@ -6,8 +6,12 @@ queued and stops the exporters (call it when the server's lifespan ends; the SDK
 is only the safety net). `create_tracer_provider()` builds a provider without touching any
 global state, for tests and embedders.
 
-Every exporter sits behind a `BatchSpanProcessor` (export happens in the SDK's worker thread,
-never in the event loop) and behind `RedactingSpanExporter`.
+Everything here is the stock OpenTelemetry SDK: every exporter sits behind a `BatchSpanProcessor`
+(export happens in the SDK's worker thread, never in the event loop) and behind
+`RedactingSpanExporter`; the OTLP/HTTP exporter is the SDK's `OTLPSpanExporter`. The SDK reads
+its own variables: the sampler (OTEL_TRACES_SAMPLER[_ARG]), the resource (OTEL_SERVICE_NAME,
+OTEL_RESOURCE_ATTRIBUTES), span limits (OTEL_SPAN_*), the batch processor (OTEL_BSP_*) and the
+exporter's headers, timeout, compression and certificates (OTEL_EXPORTER_OTLP_*).
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from typing import cast
 
 from loguru import logger
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from telemetry.config import DEFAULT_SERVICE_NAME, GRPC, HTTP_PROTOBUF, TracingConfig
-from telemetry.otlp_http import OtlpHttpSpanExporter
 from telemetry.otlp_json import JsonLinesSpanExporter
 from telemetry.redaction import RedactingSpanExporter, redact_url
 
@@ -40,24 +44,38 @@ _configured: TracerProvider | None = None
 def create_tracer_provider(
     exporters: Sequence[SpanExporter],
     *,
-    service_name: str = DEFAULT_SERVICE_NAME,
-    sampler: Sampler = DEFAULT_ON,
+    service_name: str | None = None,
+    sampler: Sampler | None = None,
     shutdown_on_exit: bool = True,
 ) -> TracerProvider:
-    """A provider exporting to each of `exporters` (batched, redacted); nothing global."""
-    attributes: dict[str, str] = {SERVICE_NAME: service_name}
-    try:
-        attributes[SERVICE_VERSION] = importlib.metadata.version("vox-line-agent")
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    """A provider exporting to each of `exporters` (batched, redacted); nothing global.
+
+    `service_name` and `sampler` default to what the SDK reads from the environment
+    (OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES; OTEL_TRACES_SAMPLER[_ARG]), with
+    `vox-line-agent` instead of the SDK's `unknown_service` when no name is set.
+    """
     provider = TracerProvider(
-        resource=Resource.create(attributes),
-        sampler=sampler,
+        resource=_resource(service_name),
+        sampler=sampler,  # None: the SDK's own OTEL_TRACES_SAMPLER handling
         shutdown_on_exit=shutdown_on_exit,
     )
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
     return provider
+
+
+def _resource(service_name: str | None) -> Resource:
+    attributes: dict[str, str] = {}
+    try:
+        attributes[SERVICE_VERSION] = importlib.metadata.version("vox-line-agent")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if service_name is not None:
+        attributes[SERVICE_NAME] = service_name
+    resource = Resource.create(attributes)  # + OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    return resource
 
 
 def configure_tracing(
@@ -91,20 +109,21 @@ def configure_tracing(
             targets.append(f"OTLP/JSON lines {os.fspath(json_path)}")
         if not exporters:
             return None
-        provider = create_tracer_provider(exporters, service_name=config.service_name, sampler=config.sampler)
+        provider = create_tracer_provider(exporters)
         if set_global:
             if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
                 trace.set_tracer_provider(provider)
             else:
                 logger.warning("a global tracer provider is already set; tracing uses its own provider")
         _configured = provider
-    logger.info(f"tracing on: service {config.service_name}, exporting to {' and '.join(targets)}")
+    service = provider.resource.attributes.get(SERVICE_NAME)
+    logger.info(f"tracing on: service {service}, exporting to {' and '.join(targets)}")
     return provider
 
 
 def _otlp_exporter(config: TracingConfig) -> SpanExporter | None:
     if config.protocol == HTTP_PROTOBUF:
-        return OtlpHttpSpanExporter(endpoint=config.otlp_endpoint)
+        return OTLPSpanExporter(endpoint=config.otlp_endpoint)
     if config.protocol == GRPC:
         try:
             module = importlib.import_module(_GRPC_EXPORTER)

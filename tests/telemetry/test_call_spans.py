@@ -453,7 +453,7 @@ def test_sampled_out_calls_export_nothing_and_send_unsampled_context(receiver: O
         provider.shutdown()
 
 
-def test_an_action_span_keeps_its_first_128_events_and_counts_the_rest(
+def test_an_action_span_follows_the_sdk_s_event_limit_and_counts_the_rest(
     provider: TracerProvider, receiver: OtlpReceiver
 ) -> None:
     o = observe(provider)
@@ -465,11 +465,31 @@ def test_an_action_span_keeps_its_first_128_events_and_counts_the_rest(
     o.action_event(action, "failed", 1001.0, {"reason": "deadline_exceeded:http_503", "attempts": 150})
     o.call_ended(1002.0)
     span = one(receiver.collect(provider), "control call_transfer")
-    assert len(span.events) == 128 and span.events[0].attributes["vox.attempt"] == 1
-    assert span.attributes["vox.span.dropped_events"] == 150 + 1 - 128  # the outcome event too
+    # The SDK's limit (128, OTEL_SPAN_EVENT_COUNT_LIMIT) keeps the latest events: the outcome stays.
+    assert len(span.events) == 128 and span.events[-1].name == "failed"
+    assert span.events[0].attributes["vox.attempt"] == 150 + 1 - 128 + 1
+    [raw] = [
+        raw
+        for request in receiver.requests
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for raw in scope_spans.spans
+        if raw.name == "control call_transfer"
+    ]
+    assert raw.dropped_events_count == 150 + 1 - 128  # the outcome event too
     assert span.attributes["vox.action.outcome"] == "failed"  # attributes are never dropped
 
 
-def test_tracing_needs_the_sdk_s_tracer_provider() -> None:
-    with pytest.raises(TypeError, match="SDK tracer"):
-        TracingObserverFactory(trace.NoOpTracerProvider())
+def test_any_tracer_provider_works_and_a_no_op_one_records_nothing() -> None:
+    # Not through ObserverGroup: an exception here must fail the test, not be contained.
+    o = TracingObserverFactory(trace.NoOpTracerProvider())(CALL)
+    action = ControlAction(END_CALL)
+    o.call_started(CALL, T0)
+    o.harness_event(AgentTurnStarted(), 1000.1)
+    o.action_event(action, "enqueued", 1000.2, {})
+    with o.delivering(action):
+        o.action_event(action, "sent", 1000.3, {"attempt": 1})
+        assert not trace.get_current_span().get_span_context().is_valid  # no traceparent is sent
+        o.action_event(action, "answered", 1000.4, {"attempt": 1, "reason": "accepted", "status": 200})
+    o.action_event(action, "accepted", 1000.5, {"reason": "accepted", "attempts": 1})
+    o.call_ended(1001.0)

@@ -27,6 +27,7 @@ from telemetry import (
     TracingConfig,
     configure_tracing,
     configured_tracer_provider,
+    create_tracer_provider,
     force_flush_tracing,
     read_spans_json,
     shutdown_tracing,
@@ -61,8 +62,7 @@ def one_call() -> None:
 def test_no_endpoint_means_no_otlp_export() -> None:
     config = TracingConfig.from_env({})
     assert config.otlp_endpoint is None and not config.disabled
-    assert config.service_name == "vox-line-agent" and config.protocol == "http/protobuf"
-    assert config.sampler is DEFAULT_ON
+    assert config.protocol == "http/protobuf"
 
 
 @pytest.mark.parametrize(
@@ -93,34 +93,59 @@ def test_endpoint_resolution_follows_the_otlp_exporter_spec(
     assert TracingConfig.from_env(env).otlp_endpoint == endpoint
 
 
-def test_protocol_service_name_and_disabled() -> None:
+def test_protocol_and_disabled() -> None:
     env = {
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
-        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=lab, service.name=from-resource",
         "OTEL_SDK_DISABLED": "TRUE",
     }
     config = TracingConfig.from_env(env)
     assert config.protocol == "http/protobuf" and config.disabled
-    assert config.service_name == "from-resource"
-    assert TracingConfig.from_env({**env, "OTEL_SERVICE_NAME": "agent-eu"}).service_name == "agent-eu"
     assert not TracingConfig.from_env({"OTEL_SDK_DISABLED": "1"}).disabled  # only "true" counts
 
 
-def test_samplers_by_their_spec_names(warnings: list[str]) -> None:
-    def sampler(name: str, arg: str = "") -> object:
-        return TracingConfig.from_env({"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": arg}).sampler
+# ---- what the SDK reads itself: service name and resource, sampler ----
 
-    assert sampler("always_on") is ALWAYS_ON and sampler("always_off") is ALWAYS_OFF
-    assert sampler("parentbased_always_off") is DEFAULT_OFF
-    ratio = sampler("traceidratio", "0.25")
+
+def test_service_name_is_the_sdk_s_with_our_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    def service() -> object:
+        return create_tracer_provider([], shutdown_on_exit=False).resource.attributes["service.name"]
+
+    assert service() == "vox-line-agent"  # not the SDK's unknown_service
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=lab, service.name=from-resource")
+    assert service() == "from-resource"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "agent-eu")
+    provider = create_tracer_provider([], shutdown_on_exit=False)
+    assert provider.resource.attributes["service.name"] == "agent-eu"
+    assert provider.resource.attributes["deployment.environment"] == "lab"
+    named = create_tracer_provider([], service_name="bench", shutdown_on_exit=False)
+    assert named.resource.attributes["service.name"] == "bench"
+
+
+@pytest.mark.parametrize(
+    ("name", "arg", "expected"),
+    [
+        ("always_on", "", ALWAYS_ON),
+        ("always_off", "", ALWAYS_OFF),
+        ("parentbased_always_off", "", DEFAULT_OFF),
+        ("", "", DEFAULT_ON),
+    ],
+)
+def test_the_sampler_is_the_sdk_s_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, arg: str, expected: object
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    assert create_tracer_provider([], shutdown_on_exit=False).sampler is expected
+
+
+def test_ratio_samplers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    ratio = create_tracer_provider([], shutdown_on_exit=False).sampler
     assert isinstance(ratio, TraceIdRatioBased) and ratio.rate == 0.25
-    assert isinstance(sampler("parentbased_traceidratio", "0.5"), ParentBasedTraceIdRatio)
-    bad = sampler("traceidratio", "lots")
-    assert isinstance(bad, TraceIdRatioBased) and bad.rate == 1.0
-    assert sampler("jaeger_remote") is DEFAULT_ON
-    assert any("OTEL_TRACES_SAMPLER_ARG='lots'" in w for w in warnings)
-    assert any("'jaeger_remote' is not supported" in w for w in warnings)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    assert isinstance(create_tracer_provider([], shutdown_on_exit=False).sampler, ParentBasedTraceIdRatio)
 
 
 # ---- configure_tracing / tracing_observer_factory ----
