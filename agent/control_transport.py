@@ -3,8 +3,10 @@ resolved, checked and connected here, and only here.
 
 httpx resolves a host name itself for each new connection, after (and apart from) any check of
 the URL, so a name that answered a public address when checked could answer 127.0.0.1 when
-connected (DNS rebinding). The pooled client's httpcore pool therefore opens its connections
-through `GuardedNetworkBackend`, which for each new connection:
+connected (DNS rebinding). The pooled client's transport (`GuardedTransport`, an
+`httpx.AsyncBaseTransport`) therefore sends through an `httpcore.AsyncConnectionPool` whose
+connections open through `GuardedNetworkBackend` (both public httpx/httpcore APIs), which for
+each new connection:
 
 1. resolves the name once: a `VOX_CONTROL_RESOLVE` pin (labs only) or the system resolver;
 2. refuses it when any address is local (`agent.control_url.is_local_address`), unless the
@@ -20,9 +22,10 @@ goes through the same client, so the same layer.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,9 +161,11 @@ def trust_store(network: ControlNetwork) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (same request mapping and error translation) over a pool whose
-    connections open through `GuardedNetworkBackend`."""
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore pool whose connections open through
+    `GuardedNetworkBackend`. httpx's own `AsyncHTTPTransport` takes no network backend, so this
+    does what it does (httpx 0.28 `_transports/default.py`): map the request to httpcore's, the
+    response back, and httpcore's errors to httpx's, the original kept as `__cause__`."""
 
     def __init__(
         self,
@@ -170,18 +175,90 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         resolver: Resolver = system_resolver,
         tls: ssl.SSLContext | None = None,  # default: `trust_store(network)`
     ) -> None:
-        tls = tls or trust_store(network)
         limits = limits or httpx.Limits()
-        super().__init__(verify=tls, trust_env=False, limits=limits)
-        # httpx (pinned <0.29) builds its pool without a network backend; replace it with the same
-        # pool on ours.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls,
+            ssl_context=tls or trust_store(network),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=GuardedNetworkBackend(network, resolver=resolver),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise TypeError("the control client is async: its request bodies are async streams")
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            response = await self._pool.handle_async_request(core_request)
+        if not isinstance(response.stream, AsyncIterable):
+            raise TypeError("httpcore's async pool answered with a sync stream")
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """A response body read from httpcore, its errors raised as httpx's."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)  # httpcore's streams have one
+        if close is not None:
+            await close()
+
+
+# httpcore's errors and httpx's, most specific first (the first match wins).
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core_error, httpx_error in _HTTPX_ERRORS:
+            if isinstance(exc, core_error):
+                raise httpx_error(str(exc)) from exc  # retry_policy reads the cause's reason
+        raise
 
 
 def make_control_client(
