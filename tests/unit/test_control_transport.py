@@ -8,13 +8,16 @@ import dataclasses
 from pathlib import Path
 
 import anyio
+import httpcore
+import httpx
 import pytest
 
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
-from agent.control_transport import ControlNetwork, make_control_client, system_resolver
+from agent.control_transport import ControlConnectError, ControlNetwork, make_control_client, system_resolver
 from agent.control_url import parse_control_url
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import Delivery, VoxEngineClient
+from lab.faults import Fault, FaultPlan
 from lab.tls import LAB_CONTROL_HOST, LabCa, lab_ca
 from lab.voxengine_emulator import VoxEngineEmulator
 
@@ -145,3 +148,33 @@ async def test_the_default_resolver_is_the_systems() -> None:
     addresses = await system_resolver("localhost", 443)
     assert {"127.0.0.1", "::1"} & set(addresses)
     assert len(addresses) == len(set(addresses))
+
+
+@pytest.mark.parametrize(
+    ("fault", "httpx_error", "httpcore_error"),
+    [
+        (Fault.drop(), httpx.RemoteProtocolError, httpcore.RemoteProtocolError),
+        (Fault.hang(), httpx.ReadTimeout, httpcore.ReadTimeout),
+    ],
+    ids=["drop", "hang"],
+)
+async def test_transport_failures_are_httpx_errors_caused_by_httpcore_s(
+    fault: Fault, httpx_error: type[httpx.TransportError], httpcore_error: type[Exception]
+) -> None:
+    # The mapping httpx's own transport does (retry_policy classifies by these types and causes).
+    async with VoxEngineEmulator(faults=FaultPlan(sequence=(fault,))) as emulator:
+        async with make_control_client(emulator.network) as http:
+            with pytest.raises(httpx_error) as raised:
+                await http.post(emulator.control_url(), content=b"{}", timeout=0.3)
+    assert type(raised.value) is httpx_error and isinstance(raised.value.__cause__, httpcore_error)
+
+
+async def test_a_refused_connection_is_an_httpx_connect_error_caused_by_the_layer_s_refusal() -> None:
+    async with VoxEngineEmulator() as emulator:
+        production = dataclasses.replace(emulator.network, allow_local=False, resolve=())
+        async with make_control_client(production, resolver=RecordingResolver(["127.0.0.1"])) as http:
+            with pytest.raises(httpx.ConnectError) as raised:
+                await http.post(emulator.control_url(), content=b"{}")
+        assert emulator.connections == 0
+    cause = raised.value.__cause__
+    assert isinstance(cause, ControlConnectError) and cause.reason == "local_address_not_allowed"
