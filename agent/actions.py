@@ -26,12 +26,13 @@ class ActionKind:
     # action is still delivered when the confirming turn ends; "cancel" drops it instead.
     barge_in: BargeInPolicy = "deliver"
     ends_session: bool = False  # VoxEngine terminates the session once it took the action
-    # VoxEngine reports how it went on the phone after accepting it (ringing → connected / failed;
-    # agent/telephony_outcomes.py): the action is not over at its acceptance.
+    # VoxEngine reports how it went on the phone after accepting it (a transfer: ringing →
+    # connected / failed; a hang-up: completed; agent/telephony_outcomes.py): the action is not
+    # over at its acceptance.
     reports_outcome: bool = False
 
 
-END_CALL = ActionKind("end_call", ends_session=True)
+END_CALL = ActionKind("end_call", ends_session=True, reports_outcome=True)
 CALL_TRANSFER = ActionKind("call_transfer", reports_outcome=True)
 
 

@@ -3,8 +3,10 @@
 Each websocket (one call) runs inside an anyio task group. The call's `CallControl.run` lives
 there, outside the agent's cancellable turn task, and is drained (bounded) when the call ends,
 so no task outlives its call. The process keeps one pooled HTTP client, opened and closed by
-the ASGI lifespan. On SIGTERM uvicorn closes every websocket, each call releases what it holds
-and drains, and only then does the lifespan close the client.
+the ASGI lifespan. In front of Line's routes, `agent.gate` admits calls (`AGENT_MAX_CALLS`, the
+drain, `AGENT_PATH_SECRET`). The first SIGTERM drains (`agent.drain`): new calls are refused, live
+ones go on until they end (at most `AGENT_DRAIN_TIMEOUT_S`); then uvicorn closes the calls still
+open, each releases what it holds and drains, and only then does the lifespan close the client.
 """
 
 from __future__ import annotations
@@ -22,20 +24,24 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 from fastapi import FastAPI, WebSocket
-from line._harness_types import EndCallOutput
 from line.agent import AgentEnv, AgentSpec, TurnEnv
 from line.events import CallEnded, CallStarted, InputEvent, OutputEvent, UserTurnEnded, UserTurnStarted
 from line.voice_agent_app import CallRequest, VoiceAgentApp
 from loguru import logger
 
 from agent.actions import END_CALL, ActionOutcome
+from agent.admission import Admission
 from agent.call_control import CallControl
 from agent.call_log import CartesiaCallLog, FrameSender
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
+from agent.call_parties import call_parties
 from agent.call_recording import CallRecording, RecordingWebSocket, write_recording
 from agent.control_transport import make_control_client
 from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_url
 from agent.conversation import build_llm_agent
+from agent.drain import drain_on_signals
+from agent.gate import WS, Gate
+from agent.line_wire import EndCallOutput
 from agent.log_redaction import install_log_redaction
 from agent.runtime import GcPolicy, describe_runtime
 from agent.settings import Settings
@@ -80,10 +86,15 @@ class _ObservedAgent:
 
 
 async def _end_own_side(websocket: WebSocket, outcome: ActionOutcome) -> None:
-    """VoxEngine never took the hang-up: end the agent's side, so the call cannot linger."""
+    """End the agent's side of the call with Line's `end_call` frame (Cartesia then closes
+    VoxEngine's socket): once VoxEngine hung up the caller, or when the hang-up finally failed, so
+    the call cannot linger (agent/call_control.py `EndOwnSide`)."""
     if outcome.action.kind != END_CALL:
         return
-    logger.warning(f"hang-up not delivered ({outcome.reason}); ending the agent's side of the call")
+    if outcome.status == "failed":
+        logger.warning(f"hang-up not delivered ({outcome.reason}); ending the agent's side of the call")
+    else:
+        logger.info("VoxEngine hung up the caller; ending the agent's side of the call")
     with contextlib.suppress(Exception):  # the harness may have closed already
         await websocket.send_json(EndCallOutput(reason="agent_ended").model_dump())
         await websocket.close()
@@ -114,9 +125,15 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         shutdown_hooks: Sequence[ShutdownHook] = (),
         gc_policy: GcPolicy | None = None,  # applied when the lifespan starts (a server process)
     ) -> None:
-        install_log_redaction()  # before the first call: Line logs the start message, URL and all
-        super().__init__(get_agent=self._get_agent)
         self.settings = settings or Settings.from_env()
+        secret = self.settings.path_secret
+        # Before the first call: Line logs the start message, control URL, agent_token and all.
+        install_log_redaction(secrets=[secret] if secret else [])
+        super().__init__(get_agent=self._get_agent)
+        self.admission = Admission(self.settings.max_calls)
+        self.fastapi_app.add_middleware(Gate, admission=self.admission, path_secret=secret)
+        if secret:
+            self.ws_route = f"/{secret}{WS}"  # what `/chats` answers; the gate maps it to Line's `/ws`
         self._observer_factories = list(observers)
         self._agent_factory = agent_factory
         self._injected_http = http_client
@@ -143,7 +160,8 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         http = self._injected_http or make_control_client(self.settings.control)
         self._client = VoxEngineClient(http, retry=self.settings.retry, secret=self.settings.control_secret)
         try:
-            yield
+            async with drain_on_signals(self.admission, self.settings.call_drain_timeout_s):
+                yield
         finally:
             # Calls still open here (the server did not close them) release and drain now.
             for control in list(self.live_calls):
@@ -198,11 +216,12 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
             raise RuntimeError("the app's lifespan has not started (serve it with lifespan enabled)")
         metadata = call.metadata if isinstance(call.metadata, dict) else {}
         target, refusal = self._control_target(metadata.get(CONTROL_URL_KEY), call.call_id)
+        caller, callee = call_parties(call)
         info = CallInfo(
             call_id=call.call_id,
             agent_call_id=call.agent_call_id,
-            caller=call.from_,
-            callee=call.to,
+            caller=caller,
+            callee=callee,
             control_host=target.host if target else None,
             control_fingerprint=target.fingerprint if target else None,
             control_refusal=refusal,
@@ -217,7 +236,7 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
             timings=self.settings.timings,
             observer=observer,
             clock=self.clock,
-            on_failure=lambda outcome: _end_own_side(scope.websocket, outcome),
+            end_own_side=lambda outcome: _end_own_side(scope.websocket, outcome),
         )
         observer.call_started(info, self.clock())
         agent = self._agent_factory(self.settings, control)

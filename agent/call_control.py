@@ -2,6 +2,15 @@
 task delivers them to VoxEngine in order, and VoxEngine's outcome events (custom events on the
 agent's websocket) say how each accepted action went on the phone.
 
+A hang-up is one chain with VoxEngine as its single authority (docs/control-contract.md "The
+hang-up chain"): the `end_call` tool only holds it; the POST goes when the goodbye turn ends;
+VoxEngine hangs up the caller (after the goodbye played out at its end, with its playout guard)
+and says `completed` just before. Only then does the agent end its own side (Line's `end_call`
+frame to the harness), because Cartesia closes VoxEngine's socket when the agent ends the call
+(Cartesia's Calls API, web-calls.mdx: code 1000 "call ended by agent"): ended earlier, the close
+could race the goodbye still buffered at VoxEngine. An older scenario never says `completed`:
+`end_call_grace_s` after VoxEngine accepted the hang-up the agent ends its side anyway.
+
 `request` and `observe` are synchronous and never block or raise, because they run inside the
 agent's tool and inside Line's event loop respectively. Delivery happens in `run`, a task owned
 by the call's scope (see `agent/app.py`), never in the agent's turn task: a barge-in cancels
@@ -27,8 +36,15 @@ from agent.telephony_outcomes import MalformedOutcome, TelephonyOutcome, parse_o
 from agent.voxengine_client import VoxEngineClient
 
 RequestStatus = Literal["accepted", "duplicate", "unavailable"]
-# Called once for each action that finally failed, from the call's scope.
-FailureHandler = Callable[[ActionOutcome], Awaitable[None]]
+# Called once per hang-up (an action that `ends_session`), from the call's scope, when the agent's
+# side of the call should end: VoxEngine completed it (or its grace ran out), it reached a session
+# already gone, or it finally failed (`outcome.status` says which).
+EndOwnSide = Callable[[ActionOutcome], Awaitable[None]]
+# How long after VoxEngine accepted a hang-up the agent waits for its `completed` before ending
+# its own side anyway: an older scenario never sends it. Above the scenario's playout guard bound
+# (HANGUP_PLAYOUT_GUARD_MAX_S, default 3 s), so the guard is never cut short by our side.
+END_CALL_GRACE_S = 5.0
+OWN_SIDE_BOUND_S = 5.0  # for the handler itself: a stuck websocket send must not hold the drain
 
 
 @dataclass(frozen=True)
@@ -72,7 +88,8 @@ class CallControl:
         timings: FlushTimings | None = None,
         observer: CallObserver | None = None,
         clock: Callable[[], float] = time.perf_counter,
-        on_failure: FailureHandler | None = None,
+        end_own_side: EndOwnSide | None = None,
+        end_call_grace_s: float = END_CALL_GRACE_S,
     ) -> None:
         self.target = target
         self.refusal = refusal if target is None else None
@@ -80,7 +97,8 @@ class CallControl:
         self._policy = FlushPolicy(timings)
         self._observer = observer or CallObserver()
         self._clock = clock
-        self._on_failure = on_failure
+        self._end_own_side = end_own_side
+        self._end_call_grace_s = end_call_grace_s
         self._entries: list[_Entry] = []
         self._by_id: dict[str, _Entry] = {}
         self._by_kind: dict[str, _Entry] = {}
@@ -198,14 +216,41 @@ class CallControl:
         if delivery.reason == "session_ended":
             status = "session_ended"
         outcome = self._finish(entry, status, delivery.reason, delivery.attempts)
-        if status == "failed" and action.kind.reports_outcome:  # the caller was told it would happen
+        if action.kind.ends_session:  # a failed hang-up ends the agent's side: nobody to tell
+            await self._after_hang_up(entry, outcome)
+        elif status == "failed" and action.kind.reports_outcome:  # the caller was told it would happen
             self._setbacks.append(Setback(action.kind.name, "not_accepted"))
-        if status == "failed" and self._on_failure is not None:
-            try:
-                with anyio.move_on_after(5):
-                    await self._on_failure(outcome)
-            except Exception:
-                logger.exception("control plane failure handler failed")
+
+    async def _after_hang_up(self, entry: _Entry, outcome: ActionOutcome) -> None:
+        """End the agent's side once VoxEngine hung up the caller (or will not)."""
+        how = outcome.status if not outcome.delivered else await self._hang_up_completed(entry)
+        if how == "call_ended" or self._end_own_side is None:
+            return  # the harness already closed the call: its side is over
+        self._event(entry, "own_side_ended", self._clock(), {"reason": how})
+        try:
+            with anyio.move_on_after(OWN_SIDE_BOUND_S):
+                await self._end_own_side(outcome)
+        except Exception:
+            logger.exception("control plane: ending the agent's side failed")
+
+    async def _hang_up_completed(self, entry: _Entry) -> str:
+        """Wait for VoxEngine's `completed` for an accepted hang-up: "completed", "grace" when it
+        never came within `end_call_grace_s`, or "call_ended" when the harness closed first."""
+        deadline = self._clock() + self._end_call_grace_s
+        while not self._closed:
+            if entry.telephony is not None and entry.telephony.status == "completed":
+                return "completed"
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                logger.warning(
+                    f"control action {entry.action.kind.name} id={entry.action.id}: no completed from "
+                    f"VoxEngine within {self._end_call_grace_s:g} s; ending the agent's side"
+                )
+                return "grace"
+            changed = self._changed
+            with anyio.move_on_after(remaining):
+                await changed.wait()
+        return "call_ended"
 
     def _on_custom(self, metadata: object, now: float) -> bool:
         """A custom event from VoxEngine: an action's telephony milestone, or ignored (logged)."""
@@ -228,14 +273,21 @@ class CallControl:
             logger.info(f"custom event ignored: {outcome.action} id={outcome.action_id} already ended")
             return False
         entry.telephony = outcome
-        attrs: dict[str, Any] = {"reason": outcome.reason, "sip_code": outcome.sip_code}
+        attrs: dict[str, Any] = {
+            "reason": outcome.reason,
+            "sip_code": outcome.sip_code,
+            "playout_offset_ms": outcome.playout,
+        }
         self._event(
             entry, f"telephony.{outcome.status}", now, {k: v for k, v in attrs.items() if v is not None}
         )
         logger.info(
             f"control action {outcome.action} id={outcome.action_id} {outcome.status}"
             + (f" reason={outcome.reason}" if outcome.reason else "")
+            + (f" playout_offset_ms={outcome.playout}" if outcome.playout is not None else "")
         )
+        if outcome.status == "completed":
+            self._wake()  # the sender waits for it to end the agent's side
         if not outcome.failed or self._closed:
             return False
         self._setbacks.append(Setback(outcome.action, outcome.known_reason))

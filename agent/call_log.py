@@ -17,11 +17,11 @@ from typing import Any, Literal, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from line._harness_types import LogEventOutput, LogMetricOutput
 from loguru import logger
 
 from agent.actions import ControlAction
 from agent.call_observer import CallObserver
+from agent.line_wire import LogEventOutput, LogMetricOutput
 
 EVENT = "vox_action"
 _LOGGED = {  # action event -> what the log line says
@@ -32,6 +32,7 @@ _LOGGED = {  # action event -> what the log line says
     "telephony.ringing": "ringing",
     "telephony.connected": "connected",
     "telephony.failed": "did not connect",
+    "telephony.completed": "completed: VoxEngine hung up the caller",
 }
 _ERRORS = ("failed", "telephony.failed")
 _BUFFER = 64  # frames waiting for the socket; a call makes a handful
@@ -67,8 +68,9 @@ class FrameSender:
 
 
 class CartesiaCallLog(CallObserver):
-    """Action milestones as `log_event` frames, and per accepted action its attempts and the
-    dead air between its release (the confirming turn's end) and VoxEngine's acceptance."""
+    """Action milestones as `log_event` frames, and per accepted action its attempts, the dead
+    air between its release (the confirming turn's end) and VoxEngine's acceptance, and the
+    playout offset VoxEngine reported with its outcome (`vox_playout_offset_ms`)."""
 
     def __init__(self, frames: FrameSender) -> None:
         self._frames = frames
@@ -90,6 +92,9 @@ class CartesiaCallLog(CallObserver):
                 event=EVENT, metadata={"level": level, "message": message, "metadata": metadata}
             ).model_dump()
         )
+        # Where the effect fell against the end of the agent's audio at VoxEngine; VoxEngine's
+        # null stays "unknown" in the event above and gives no metric (never a 0).
+        self._metric("vox_playout_offset_ms", attrs.get("playout_offset_ms"))
         if name == "accepted":
             self._metric("vox_action_attempts", attrs.get("attempts"))
             released = self._released.pop(action.id, None)
@@ -97,5 +102,5 @@ class CartesiaCallLog(CallObserver):
                 self._metric("vox_action_dead_air_ms", round((at - released) * 1000, 1))
 
     def _metric(self, name: str, value: object) -> None:
-        if isinstance(value, (int, float)) and math.isfinite(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             self._frames.send(LogMetricOutput(name=name, value=value).model_dump())

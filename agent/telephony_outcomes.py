@@ -1,9 +1,13 @@
 """How an accepted action ended on the phone, as VoxEngine reports it to the agent.
 
-The scenario sends each milestone of an accepted `call_transfer` as a custom event on the agent's
-websocket (`Cartesia.AgentsClient.custom` → Line `UserCustomSent`); docs/control-contract.md
-"Outcome events" is the contract. This module reads one, strictly: anything else is `None` (not
-ours) or `MalformedOutcome` (ours, unusable), and the caller logs and ignores it.
+The scenario sends each milestone of an accepted `call_transfer` (ringing → connected / failed),
+and for an `end_call` the `completed` event just before it hangs up the caller, as a custom event
+on the agent's websocket (`Cartesia.AgentsClient.custom` → Line `UserCustomSent`);
+docs/control-contract.md "Outcome events" is the contract. Any outcome may carry
+`playout_offset_ms`: where the action's effect fell against the end of the agent's audio at
+VoxEngine (positive: silence before it; negative: a cut-off), or null when VoxEngine could not
+know. This module reads one, strictly: anything else is `None` (not ours) or `MalformedOutcome`
+(ours, unusable), and the caller logs and ignores it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 EVENT = "action_outcome"
-STATUSES = ("ringing", "connected", "failed")
+STATUSES = ("ringing", "connected", "failed", "completed")
 KNOWN_REASONS = ("busy", "no_answer", "rejected", "error", "target_hung_up", "caller_hung_up", "cancelled")
-TelephonyStatus = Literal["ringing", "connected", "failed"]
+TelephonyStatus = Literal["ringing", "connected", "failed", "completed"]
+# Which action each status belongs to: `completed` is the hang-up's, the others a transfer's.
+_STATUS_ACTION = {"ringing": "call_transfer", "connected": "call_transfer", "completed": "end_call"}
+# A call lasts hours at most: an offset beyond a day is no measurement (assumption: a sane bound).
+MAX_PLAYOUT_OFFSET_MS = 86_400_000
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _REASON = re.compile(r"[a-z_]{1,32}")
@@ -34,6 +42,10 @@ class TelephonyOutcome:
     status: TelephonyStatus
     reason: str | None = None  # with "failed"; an unknown one reads as "error"
     sip_code: int | None = None
+    # Reported by VoxEngine: ms from the end of the agent's audio to the effect, or None when it
+    # reported null (unknown). Not reported at all (an older scenario): `playout_reported` False.
+    playout_offset_ms: int | None = None
+    playout_reported: bool = False
 
     @property
     def failed(self) -> bool:
@@ -42,6 +54,13 @@ class TelephonyOutcome:
     @property
     def known_reason(self) -> str:
         return self.reason if self.reason in KNOWN_REASONS else "error"
+
+    @property
+    def playout(self) -> int | str | None:
+        """The offset as recorded: ms, "unknown" (VoxEngine said null; never 0), or None if absent."""
+        if not self.playout_reported:
+            return None
+        return "unknown" if self.playout_offset_ms is None else self.playout_offset_ms
 
 
 def parse_outcome(metadata: object) -> TelephonyOutcome | None:
@@ -53,7 +72,7 @@ def parse_outcome(metadata: object) -> TelephonyOutcome | None:
         raise MalformedOutcome("id")
     if action not in _ACTIONS:
         raise MalformedOutcome("action")
-    if status not in STATUSES:
+    if status not in STATUSES or _STATUS_ACTION.get(str(status), action) != action:
         raise MalformedOutcome("status")
     reason = metadata.get("reason")
     if status == "failed":
@@ -64,4 +83,17 @@ def parse_outcome(metadata: object) -> TelephonyOutcome | None:
     code = metadata.get("sip_code")
     if code is not None and (isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 699):
         raise MalformedOutcome("sip_code")
-    return TelephonyOutcome(action_id, str(action), cast(TelephonyStatus, status), reason, code)
+    offset = metadata.get("playout_offset_ms")
+    if offset is not None and (
+        isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > MAX_PLAYOUT_OFFSET_MS
+    ):
+        raise MalformedOutcome("playout_offset_ms")
+    return TelephonyOutcome(
+        action_id,
+        str(action),
+        cast(TelephonyStatus, status),
+        reason,
+        code,
+        playout_offset_ms=offset,
+        playout_reported="playout_offset_ms" in metadata,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from line.events import AgentEndCall, AgentSendText, OutputEvent
+from line.events import AgentSendText, OutputEvent
 from line.llm_agent import FunctionTool, ToolEnv, loopback_tool
 
 from agent import prompt
@@ -44,9 +44,9 @@ def telephony_tools(control: CallControl, *, closing_line: str | None = None) ->
         result = control.request(END_CALL)
         if said := _confirmation(result, closing_line):
             yield said
-        if result.status == "accepted":
-            # Lets the harness end its side after the goodbye; VoxEngine hangs up the phone leg.
-            yield AgentEndCall()
+        # No AgentEndCall here: Line would send `end_call` to the harness at once, and Cartesia
+        # then closes VoxEngine's socket while the goodbye may still be playing there. The
+        # control plane ends the agent's side once VoxEngine hung up (agent/call_control.py).
 
     async def call_transfer(
         ctx: ToolEnv,

@@ -82,7 +82,9 @@ _EVENT_KEYS = {
     "wait_s": c.EVENT_RETRY_WAIT_S,
     "status": c.HTTP_RESPONSE_STATUS_CODE,
 }
-_TELEPHONY_ENDS = ("telephony.connected", "telephony.failed")
+_TELEPHONY_ENDS = ("telephony.connected", "telephony.failed", "telephony.completed")
+# VoxEngine's playout offset with the outcome (ms, or "unknown" when it reported null).
+_PLAYOUT_OFFSET = "vox.playout_offset_ms"
 # Hook names that are no event of the action span: its start, and each POST span's start and end.
 _OUTCOMES = {
     "accepted": "delivered",
@@ -385,6 +387,7 @@ class TracingObserver(CallObserver):
                 {
                     c.ACTION_TELEPHONY: name.removeprefix("telephony."),
                     c.ACTION_TELEPHONY_REASON: attrs.get("reason"),
+                    _PLAYOUT_OFFSET: attrs.get("playout_offset_ms"),
                 }
             )
         )

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 from line.agent import AgentEnv, TurnEnv
-from line.events import AgentEndCall, AgentSendText, AgentTurnEnded, AgentTurnStarted, OutputEvent
+from line.events import AgentSendText, AgentTurnEnded, AgentTurnStarted, OutputEvent, UserCustomSent
 from line.llm_agent import ToolEnv
 
 from agent import prompt
-from agent.actions import END_CALL
+from agent.actions import END_CALL, ActionOutcome, ControlAction
 from agent.call_control import CallControl
+from agent.call_observer import CallObserver
 from agent.control_transport import ControlNetwork, make_control_client
 from agent.control_url import parse_control_url
 from agent.flush_policy import FlushTimings
@@ -52,7 +55,7 @@ async def test_tools_speak_and_hold_without_waiting_for_voxengine() -> None:
         said = await run_tool(control, "call_transfer", summary="billing question")
         bye = await run_tool(control, "end_call")
     assert said == [AgentSendText(text=prompt.TRANSFER_CONFIRMATION)]
-    assert bye == [AgentEndCall()]
+    assert bye == []  # the goodbye is the LLM's; no AgentEndCall: VoxEngine hangs up first
     assert control.pending == 2
     assert emulator.requests == []  # held, not sent: the confirming turn has not ended
 
@@ -62,7 +65,7 @@ async def test_asking_twice_holds_once_and_confirms_once() -> None:
         control = control_for(emulator, http)
         first = await run_tool(control, "call_transfer", summary="a")
         second = await run_tool(control, "call_transfer", summary="b")
-        assert await run_tool(control, "end_call") == [AgentEndCall()]
+        assert await run_tool(control, "end_call") == []
         assert await run_tool(control, "end_call") == []
     assert first == [AgentSendText(text=prompt.TRANSFER_CONFIRMATION)]
     assert second == []
@@ -122,3 +125,92 @@ async def test_closing_the_call_releases_and_drains_everything() -> None:
     assert outcome.status == "delivered"
     assert len(emulator.effects) == 1
     assert control.request(END_CALL).status == "unavailable"
+
+
+class HangUp(CallObserver):
+    """A CallControl's hang-up: when VoxEngine accepted it, and when (and how) it ended the
+    agent's side (times on the control plane's clock, `time.perf_counter`)."""
+
+    def __init__(self) -> None:
+        self.accepted = anyio.Event()
+        self.ended: list[tuple[str, float]] = []
+        self.own_side_ended = anyio.Event()
+        self.control: CallControl
+
+    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+        if name == "accepted":
+            self.accepted.set()
+
+    async def end_own_side(self, outcome: ActionOutcome) -> None:
+        self.ended.append((outcome.status, time.perf_counter()))
+        self.own_side_ended.set()
+
+    def completed(self, action_id: str, **extra: Any) -> bool:
+        metadata = {"vox_event": "action_outcome", "id": action_id, "action": "end_call", **extra}
+        metadata["status"] = "completed"
+        return self.control.observe(UserCustomSent(metadata=metadata))
+
+
+def hang_up_control(emulator: VoxEngineEmulator, http: httpx.AsyncClient, grace_s: float) -> HangUp:
+    client = VoxEngineClient(http, retry=RetryPolicy(deadline_s=2.0, attempt_timeout_s=0.5))
+    target = parse_control_url(emulator.control_url(), allow_local=True)
+    hang_up = HangUp()
+    hang_up.control = CallControl(
+        target=target,
+        client=client,
+        observer=hang_up,
+        end_own_side=hang_up.end_own_side,
+        end_call_grace_s=grace_s,
+    )
+    return hang_up
+
+
+async def accepted_hang_up(hang_up: HangUp, emulator: VoxEngineEmulator) -> tuple[str, float]:
+    """Ask for the hang-up, end its turn, and wait until VoxEngine accepted it."""
+    result = hang_up.control.request(END_CALL)
+    assert result.action is not None
+    hang_up.control.observe(AgentTurnStarted())
+    hang_up.control.observe(AgentTurnEnded())
+    with anyio.fail_after(5):
+        await hang_up.accepted.wait()  # the POST's answer read
+    [outcome] = hang_up.control.outcomes
+    return result.action.id, outcome.finished_at
+
+
+async def test_the_agents_side_ends_only_once_voxengine_completed_the_hang_up() -> None:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http, anyio.create_task_group() as tg:
+        hang_up = hang_up_control(emulator, http, grace_s=30.0)
+        tg.start_soon(hang_up.control.run)
+        action_id, _ = await accepted_hang_up(hang_up, emulator)
+        await anyio.wait_all_tasks_blocked()
+        assert hang_up.ended == []  # accepted is not hung up: the goodbye may still be playing there
+        completed_at = time.perf_counter()
+        assert hang_up.completed(action_id, playout_offset_ms=120) is False  # never starts the agent
+        with anyio.fail_after(5):
+            await hang_up.own_side_ended.wait()
+        hang_up.control.close()
+    [(status, at)] = hang_up.ended
+    assert status == "delivered" and at >= completed_at
+
+
+async def test_without_completed_the_agents_side_ends_after_the_grace() -> None:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http, anyio.create_task_group() as tg:
+        hang_up = hang_up_control(emulator, http, grace_s=0.3)
+        tg.start_soon(hang_up.control.run)
+        _, accepted_at = await accepted_hang_up(hang_up, emulator)
+        with anyio.fail_after(5):  # no caller stranded on an older scenario that never says completed
+            await hang_up.own_side_ended.wait()
+        hang_up.control.close()
+    [(status, at)] = hang_up.ended
+    assert status == "delivered" and 0.3 <= at - accepted_at < 3.0
+
+
+async def test_a_call_the_harness_closed_first_is_not_ended_again() -> None:
+    async with VoxEngineEmulator() as emulator, emulator.client() as http, anyio.create_task_group() as tg:
+        hang_up = hang_up_control(emulator, http, grace_s=30.0)
+        tg.start_soon(hang_up.control.run)
+        await accepted_hang_up(hang_up, emulator)
+        hang_up.control.close()  # the harness closed the socket while the hang-up was under way
+        with anyio.fail_after(5):  # the drain does not sit out the grace
+            await hang_up.control.wait_finished()
+    assert hang_up.ended == []

@@ -51,9 +51,29 @@ def test_an_outcome_is_read_strictly() -> None:
         (outcome(sip_code="486"), "sip_code"),
         (outcome(sip_code=True), "sip_code"),
         (outcome(sip_code=999), "sip_code"),
+        (outcome(status="completed"), "status"),  # a transfer is never "completed"
+        (outcome(action="end_call", status="ringing"), "status"),  # nor a hang-up "ringing"
+        (outcome(status="connected", playout_offset_ms="120"), "playout_offset_ms"),
+        (outcome(status="connected", playout_offset_ms=True), "playout_offset_ms"),
+        (outcome(status="connected", playout_offset_ms=1.5), "playout_offset_ms"),
+        (outcome(status="connected", playout_offset_ms=10**12), "playout_offset_ms"),
     ]:
         with pytest.raises(MalformedOutcome, match=field):
             parse_outcome(bad)
+
+
+def test_a_hang_ups_completion_and_playout_offsets_are_read() -> None:
+    done = parse_outcome(outcome(action="end_call", status="completed", playout_offset_ms=-340))
+    assert done == TelephonyOutcome(
+        "a1", "end_call", "completed", playout_offset_ms=-340, playout_reported=True
+    )
+    assert done.playout == -340  # negative: the caller's hearing of the agent was cut short
+    unknown = parse_outcome(outcome(action="end_call", status="completed", playout_offset_ms=None))
+    assert unknown is not None and unknown.playout == "unknown"  # null is unknown, never 0
+    older = parse_outcome(outcome(action="end_call", status="completed"))  # an older scenario
+    assert older is not None and older.playout is None and not older.playout_reported
+    bridged = parse_outcome(outcome(status="connected", playout_offset_ms=0))
+    assert bridged is not None and bridged.playout == 0
 
 
 class Events(CallObserver):
@@ -165,3 +185,44 @@ async def test_milestones_reach_cartesias_call_log_as_line_frames() -> None:
         "sip_code": 486,
     }
     assert metrics == {"vox_action_attempts": 1, "vox_action_dead_air_ms": 4.0}
+
+
+async def test_a_playout_offset_reaches_cartesias_call_log_as_a_metric_and_null_as_unknown() -> None:
+    frames, sink = FrameSender(), Sink()
+    log = CartesiaCallLog(frames)
+    hang_up, transfer = ControlAction(END_CALL), ControlAction(CALL_TRANSFER, {"summary": "x"})
+    log.action_event(hang_up, "telephony.completed", 12.0, {"playout_offset_ms": 850})
+    log.action_event(transfer, "telephony.connected", 13.0, {"playout_offset_ms": "unknown"})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(frames.run, sink)
+        frames.close()
+    events = [f["metadata"] for f in sink.frames if f["type"] == "log_event"]
+    metrics = [(f["name"], f["value"]) for f in sink.frames if f["type"] == "log_metric"]
+    assert [e["message"] for e in events] == [
+        "end_call completed: VoxEngine hung up the caller",
+        "call_transfer connected",
+    ]
+    assert [e["metadata"]["playout_offset_ms"] for e in events] == [850, "unknown"]
+    assert metrics == [("vox_playout_offset_ms", 850)]  # the unknown one is no metric, never 0
+
+
+async def test_a_completed_hang_up_carries_its_playout_offset_to_the_action() -> None:
+    events = Events()
+    async with VoxEngineEmulator() as emulator, emulator.client() as http:
+        client = VoxEngineClient(http, retry=RetryPolicy(deadline_s=2.0, attempt_timeout_s=0.5))
+        control = CallControl(
+            target=parse_control_url(emulator.control_url()), client=client, observer=events
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control.run)
+            result = control.request(END_CALL)
+            control.observe(AgentTurnStarted())
+            control.observe(AgentTurnEnded())
+            with anyio.fail_after(5):
+                await events.accepted.wait()
+            assert result.action is not None
+            metadata = outcome(result.action.id, "completed", action="end_call", playout_offset_ms=None)
+            assert control.observe(UserCustomSent(metadata=metadata)) is False
+            control.close()
+    assert ("telephony.completed", {"playout_offset_ms": "unknown"}) in events.names
+    assert control.request(END_CALL).status == "unavailable"  # the call is over
