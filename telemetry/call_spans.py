@@ -83,9 +83,7 @@ _EVENT_KEYS = {
     "status": c.HTTP_RESPONSE_STATUS_CODE,
 }
 _TELEPHONY_ENDS = ("telephony.connected", "telephony.failed", "telephony.completed")
-# VoxEngine's playout offset with the outcome (ms, or "unknown" when it reported null).
-_PLAYOUT_OFFSET = "vox.playout_offset_ms"
-# Hook names that are no event of the action span: its start, and each POST span's start and end.
+# Outcome hooks → `vox.action.outcome`.
 _OUTCOMES = {
     "accepted": "delivered",
     "failed": "failed",
@@ -387,7 +385,7 @@ class TracingObserver(CallObserver):
                 {
                     c.ACTION_TELEPHONY: name.removeprefix("telephony."),
                     c.ACTION_TELEPHONY_REASON: attrs.get("reason"),
-                    _PLAYOUT_OFFSET: attrs.get("playout_offset_ms"),
+                    c.ACTION_PLAYOUT_OFFSET_MS: attrs.get("playout_offset_ms"),
                 }
             )
         )

@@ -65,6 +65,8 @@ ACTION_REASON: Final = "vox.action.reason"  # e.g. "accepted", "deadline_exceede
 ACTION_TELEPHONY: Final = "vox.action.telephony"  # a transfer on the phone: "connected", "failed"
 ACTION_TELEPHONY_REASON: Final = "vox.action.telephony_reason"  # e.g. "busy", "no_answer"
 ACTION_ATTEMPTS: Final = "vox.action.attempts"
+# VoxEngine's playout offset with the outcome (ms, or "unknown" when it reported null).
+ACTION_PLAYOUT_OFFSET_MS: Final = "vox.playout_offset_ms"
 
 # ---- event attributes ----
 EVENT_REASON: Final = "vox.reason"
