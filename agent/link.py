@@ -26,8 +26,8 @@ for `/ws`). Whether Cartesia health-checks a self-hosted server is undocumented 
 smoke test, from wherever it runs (run it from outside your network).
 
 The API key is read from `CARTESIA_API_KEY` and never printed; a URL's path (it may hold the path
-secret) is printed only as a fingerprint (`agent.control_url.fingerprint` of the path without its
-slashes: `printf %s "$AGENT_PATH_SECRET" | sha256sum | cut -c1-12` gives the same).
+secret) is printed with its first segment as a fingerprint (`agent.control_url.fingerprint`:
+`printf %s "$AGENT_PATH_SECRET" | sha256sum | cut -c1-12` gives the same).
 """
 
 from __future__ import annotations
@@ -96,9 +96,10 @@ class AgentUrl:
         return self.origin + self.path
 
     def redacted(self) -> str:
-        """Host, port and a fingerprint of the path: safe to print."""
-        path = self.path.strip("/")
-        return self.netloc + (f"/<path sha256:{fingerprint(path)}>" if path else "")
+        """Host, port and the path with its first segment (where AGENT_PATH_SECRET goes) as a
+        fingerprint: safe to print."""
+        first, slash, rest = self.path.strip("/").partition("/")
+        return self.netloc + (f"/<sha256:{fingerprint(first)}>{slash}{rest}" if first else "")
 
 
 def _split(raw: str, *, what: str) -> AgentUrl:
@@ -265,9 +266,11 @@ def smoke_check(client: httpx.Client, url: AgentUrl, out: TextIO) -> None:
             f"/chats answered {chats.status_code} without a websocket_url: wrong path "
             "(AGENT_PATH_SECRET must match the URL's path) or not a Line agent server",
         )
-    # Resolved against the /chats URL, as an HTTP client resolves a relative reference (assumption:
-    # Cartesia's resolution is undocumented; Line answers an absolute path, "/ws").
-    ws_url = _split(urljoin(f"{url}/chats", relative), what="websocket_url")
+    # Resolved as any HTTP client resolves a relative reference, against the /chats URL. How Cartesia
+    # resolves it is undocumented (assumption); agent/app.py answers "/<secret>/ws" under a path secret,
+    # so this reading reaches the secret route.
+    joined = urljoin(f"{url}/chats", relative)
+    ws_url = _split(joined, what="websocket_url")
     ws_url = AgentUrl("wss" if ws_url.scheme == "https" else "ws", ws_url.host, ws_url.port, ws_url.path)
     try:
         with ws_connect(str(ws_url), open_timeout=TIMEOUT_S, close_timeout=TIMEOUT_S):
@@ -277,6 +280,11 @@ def smoke_check(client: httpx.Client, url: AgentUrl, out: TextIO) -> None:
     except (OSError, TimeoutError) as exc:
         _fail(Exit.NETWORK, f"websocket {ws_url.redacted()}: no connection ({type(exc).__name__}: {exc})")
     out.write(f"websocket {ws_url.scheme}://{ws_url.redacted()} -> handshake accepted, closed before start\n")
+    if url.path:
+        out.write(
+            "note: with a path, Cartesia is assumed to resolve websocket_url as a relative reference "
+            "(undocumented): confirm with a test call\n"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:

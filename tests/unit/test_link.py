@@ -181,11 +181,22 @@ async def test_the_api_key_is_not_sent_over_plain_http_off_this_machine() -> Non
     assert run.code == Exit.BAD_INPUT and "CARTESIA_API_BASE must be https://" in run.err
 
 
-@pytest.fixture
-async def agent_server() -> AsyncIterator[str]:
-    app = TelephonyAgentApp(Settings.from_env({"OPENAI_API_KEY": "sk-test"}))
+async def _serve(env: dict[str, str]) -> AsyncIterator[str]:
+    app = TelephonyAgentApp(Settings.from_env({"OPENAI_API_KEY": "sk-test", "HOST": "127.0.0.1", **env}))
     async with serve_on_loopback(app.fastapi_app) as server:
         yield f"http://127.0.0.1:{server_port(server)}"
+
+
+@pytest.fixture
+async def agent_server() -> AsyncIterator[str]:
+    async for url in _serve({}):
+        yield url
+
+
+@pytest.fixture
+async def secret_path_server() -> AsyncIterator[str]:
+    async for url in _serve({"AGENT_PATH_SECRET": SECRET}):
+        yield url
 
 
 async def test_check_reaches_status_chats_and_the_websocket_of_the_real_app(agent_server: str) -> None:
@@ -202,3 +213,13 @@ async def test_check_names_a_wrong_path_and_an_unreachable_server(agent_server: 
     assert wrong_path.code == Exit.CHECK_FAILED and "without a websocket_url" in wrong_path.err
     unreachable = await run_link("--check", f"http://127.0.0.1:{_closed_port()}")
     assert unreachable.code == Exit.NETWORK
+
+
+async def test_check_goes_through_the_path_secret(secret_path_server: str) -> None:
+    run = await run_link("--check", f"{secret_path_server}/{SECRET}")
+    assert run.code == Exit.OK, run.err
+    assert SECRET not in run.out
+    assert f"<sha256:{fingerprint(SECRET)}>/ws -> handshake accepted" in run.out
+    assert "confirm with a test call" in run.out
+    bare = await run_link("--check", secret_path_server)  # the secret routes only: bare /chats is 404
+    assert bare.code == Exit.CHECK_FAILED
