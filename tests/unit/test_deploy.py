@@ -1,5 +1,10 @@
-"""What Cartesia's cloud reads (cartesia.toml, pyproject.toml's runtime dependencies) agrees with
-what the server really needs, and the deployed agent imports nothing of the lab."""
+"""What the image installs (pyproject.toml's runtime dependencies: Dockerfile, deploy/image_deps.py)
+leaves the lab, the benchmarks and the checks out, and the deployed agent imports nothing of them.
+
+cartesia.toml (the descriptor of `cartesia deploy`) is gone: Cartesia stopped hosting Line SDK code on
+2026-12-01 (docs.cartesia.ai/agents/migrate-from-line-sdk), and nothing else read it. What it checked
+moved: the port and the secrets the server needs are checked against the Dockerfile
+(test_dockerfile.py) and the Kubernetes manifests (test_k8s_manifests.py)."""
 
 from __future__ import annotations
 
@@ -9,38 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import tomllib
 
-from agent.settings import Settings, SettingsError
-
 ROOT = Path(__file__).resolve().parents[2]
-CARTESIA = tomllib.loads((ROOT / "cartesia.toml").read_text())
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-
-
-def test_cartesia_toml_has_cartesias_schema() -> None:
-    # As cartesia-ai/line examples/form_filler/cartesia.toml: these tables, these keys.
-    assert set(CARTESIA) == {"cartesia"}
-    assert set(CARTESIA["cartesia"]) == {"name", "description", "version", "server", "environment"}
-    assert set(CARTESIA["cartesia"]["server"]) == {"port", "host"}
-    assert set(CARTESIA["cartesia"]["environment"]) == {"required_vars"}
-    assert CARTESIA["cartesia"]["version"] == PYPROJECT["project"]["version"]
-
-
-def test_the_server_listens_where_cartesia_toml_says() -> None:
-    settings = Settings.from_env({"OPENAI_API_KEY": "k"})  # HOST and PORT unset, as in the cloud
-    server = CARTESIA["cartesia"]["server"]
-    assert (settings.host, settings.port) == (server["host"], server["port"])
-
-
-def test_required_vars_are_exactly_what_the_server_needs_to_start() -> None:
-    required: list[str] = CARTESIA["cartesia"]["environment"]["required_vars"]
-    Settings.from_env(dict.fromkeys(required, "set"))  # all of them: it starts
-    for name in required:  # any one missing: it refuses, naming it
-        env = {other: "set" for other in required if other != name}
-        with pytest.raises(SettingsError, match=f"^{name}"):
-            Settings.from_env(env)
 
 
 def test_runtime_dependencies_leave_the_lab_bench_and_checks_to_extras() -> None:

@@ -14,7 +14,7 @@ import tomllib
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from agent.settings import DEFAULT_PORT, Settings
+from agent.settings import DEFAULT_PORT, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -146,3 +146,10 @@ def test_selectors_name_the_deployments_pods() -> None:
     # A rolling update or an eviction never takes the last ready pod.
     assert HPA["spec"]["minReplicas"] > PDB["spec"]["maxUnavailable"]
     assert DEPLOYMENT["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_the_secret_holds_what_the_server_cannot_start_without() -> None:
+    filled = dict(SECRET["stringData"])
+    Settings.from_env({**ENV, **filled})  # the template's placeholders filled in: it starts
+    with pytest.raises(SettingsError, match=r"^OPENAI_API_KEY"):  # without the LLM key: it refuses, naming it
+        Settings.from_env({**ENV, **filled, "OPENAI_API_KEY": ""})
