@@ -7,6 +7,7 @@ set the field on the agent, send `null` to disconnect).
     python -m agent.link --agent-id ID --url https://agent.example.com[/<AGENT_PATH_SECRET>]
     python -m agent.link --agent-id ID --show
     python -m agent.link --agent-id ID --unlink
+    python -m agent.link --list                  # this API key's agents: id, name, stored URL
     python -m agent.link --check https://agent.example.com[/<AGENT_PATH_SECRET>]
 
 The API calls follow Cartesia's API reference: `PATCH /agents/{agent_id}` and `GET /agents/{agent_id}`
@@ -173,15 +174,17 @@ def _agent_id(raw: str) -> str:
 
 
 class CartesiaAgents:
-    """The two calls of Cartesia's agents API this tool needs."""
+    """The calls of Cartesia's agents API this tool needs."""
 
     def __init__(self, client: httpx.Client, base: AgentUrl, api_key: str) -> None:
         self._client = client
         self._base = str(base)
         self._headers = {"Authorization": f"Bearer {api_key}", "Cartesia-Version": CARTESIA_VERSION}
 
-    def _request(self, method: str, agent_id: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        url = f"{self._base}/agents/{quote(agent_id, safe='')}"
+    def _request(
+        self, method: str, agent_id: str | None, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        url = f"{self._base}/agents" + ("" if agent_id is None else f"/{quote(agent_id, safe='')}")
         try:
             response = self._client.request(method, url, headers=self._headers, json=body)
         except httpx.TransportError as exc:
@@ -194,7 +197,7 @@ class CartesiaAgents:
                 f"Cartesia refused the API key ({response.status_code}): check CARTESIA_API_KEY "
                 "(play.cartesia.ai/keys) and that it belongs to the agent's organization",
             )
-        if response.status_code == 404:
+        if response.status_code == 404 and agent_id is not None:
             _fail(Exit.NOT_FOUND, f"Cartesia knows no agent {agent_id!r} for this API key (404)")
         if response.status_code != 200:
             _fail(Exit.API, f"Cartesia answered {response.status_code} to {method}: {response.text[:300]}")
@@ -217,6 +220,15 @@ class CartesiaAgents:
 
     def set_url(self, agent_id: str, url: AgentUrl | None) -> None:
         self._request("PATCH", agent_id, {FIELD: None if url is None else str(url)})
+
+    def listed(self) -> list[dict[str, Any]]:
+        """`GET /agents` (docs.cartesia.ai/api-reference/agents/agents/list: `{"summaries": [...]}`;
+        a `data` envelope, as elsewhere in the API, is read too)."""
+        answer = self._request("GET", None)
+        agents = answer.get("summaries", answer.get("data"))
+        if not isinstance(agents, list) or not all(isinstance(agent, dict) for agent in agents):
+            _fail(Exit.API, "Cartesia's agent list has neither summaries nor data: its API may have changed")
+        return agents
 
 
 def stored_form(value: str) -> AgentUrl:
@@ -299,6 +311,9 @@ def _parser() -> argparse.ArgumentParser:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--url", help="register this base URL (https://host[/<AGENT_PATH_SECRET>])")
     action.add_argument("--show", action="store_true", help="print what Cartesia stored")
+    action.add_argument(
+        "--list", action="store_true", help="list this key's agents: id, name (no --agent-id)"
+    )
     action.add_argument("--unlink", action="store_true", help="clear the URL (sends null)")
     action.add_argument("--check", metavar="URL", help="smoke-test a server: /status, /chats, the websocket")
     return parser
@@ -308,6 +323,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> Exit:
     with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client:
         if args.check is not None:
             smoke_check(client, parse_check_url(args.check), out)
+            return Exit.OK
+        if args.list:
+            api = CartesiaAgents(client, parse_api_base(env), _api_key(env))
+            for agent in api.listed():
+                url = agent.get(FIELD)
+                shown = stored_form(url).redacted() if isinstance(url, str) and url else "-"
+                out.write(f"{agent.get('id')}\t{agent.get('name')}\t{shown}\n")
             return Exit.OK
         if args.agent_id is None:
             _fail(Exit.BAD_INPUT, "--agent-id is required with --url, --show and --unlink")

@@ -61,8 +61,22 @@ class FakeCartesia:
             {"id": agent_id, "name": "support line", "self_hosted_deployment_url": self.agents[agent_id]}
         )
 
+    async def list_agents(self, request: Request) -> JSONResponse:
+        self.requests.append((request.method, dict(request.headers), None))
+        if request.headers.get("authorization") != f"Bearer {KEY}":
+            return JSONResponse({"error": "Invalid API key"}, status_code=401)
+        # As the published list example: no self_hosted_deployment_url in a summary.
+        return JSONResponse(
+            {"summaries": [{"id": agent_id, "name": "support line"} for agent_id in self.agents]}
+        )
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/agents/{agent_id}", self.agent, methods=["GET", "PATCH"])])
+        return Starlette(
+            routes=[
+                Route("/agents", self.list_agents, methods=["GET"]),
+                Route("/agents/{agent_id}", self.agent, methods=["GET", "PATCH"]),
+            ]
+        )
 
 
 @dataclass
@@ -132,6 +146,12 @@ async def test_show_and_unlink(cartesia: tuple[FakeCartesia, str]) -> None:
     assert fake.agents[AGENT] is None
     shown = await run_link("--agent-id", AGENT, "--show", api_base=base)
     assert shown.out == "self_hosted_deployment_url: not set\n"
+
+
+async def test_list_names_the_agents_ids(cartesia: tuple[FakeCartesia, str]) -> None:
+    _, base = cartesia
+    run = await run_link("--list", api_base=base)
+    assert (run.code, run.out) == (Exit.OK, f"{AGENT}\tsupport line\t-\n")
 
 
 async def test_a_bad_key_and_an_unknown_agent_have_their_own_exit_codes(
