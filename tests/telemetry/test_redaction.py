@@ -1,5 +1,5 @@
-"""No secret URL and no full phone number in a trace: at the source (the HTTP request hook, the
-masked parties) and at the last gate (every exporter sits behind `RedactingSpanExporter`)."""
+"""No secret URL and no full phone number in a trace: at the source (masked parties; POST spans
+name the origin only) and at the last gate (every exporter sits behind `RedactingSpanExporter`)."""
 
 from __future__ import annotations
 
