@@ -146,7 +146,7 @@ def parse_check_url(raw: str) -> AgentUrl:
     """--check also takes http://, for a server on this machine before TLS is in front of it."""
     url = _split(raw, what="--check")
     if url.scheme not in ("https", "http"):
-        _fail(Exit.BAD_INPUT, f"--check: an http(s):// URL, got {raw!r}")
+        _fail(Exit.BAD_INPUT, f"--check: an http(s):// URL, got scheme {url.scheme or 'none'!r}")
     return url
 
 
@@ -154,7 +154,7 @@ def parse_api_base(env: Mapping[str, str]) -> AgentUrl:
     raw = env.get("CARTESIA_API_BASE", "").strip() or DEFAULT_API_BASE
     base = _split(raw, what="CARTESIA_API_BASE")
     # The API key travels in a header: plain http only to this machine (a local fake in tests).
-    if base.scheme != "https" and not (base.scheme == "http" and _is_loopback(base.host.strip("[]"))):
+    if base.scheme != "https" and not (base.scheme == "http" and _is_loopback(base.host)):
         _fail(Exit.BAD_INPUT, f"CARTESIA_API_BASE must be https:// (http:// only on loopback), got {raw!r}")
     return base
 
