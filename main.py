@@ -1,5 +1,7 @@
-"""Entry point: `python main.py` serves the agent (the documented way: drain on SIGTERM, a second
-SIGTERM exits at once); `uvicorn main:app` serves it too; Cartesia's deploy loads `app`."""
+"""Entry point: `python main.py` serves the agent (the documented way: the runtime of
+`agent.runtime`, `WEB_CONCURRENCY` workers). `uvicorn main:app` serves the same app: the first
+SIGTERM drains calls and a second exits at once either way (`agent.drain`, installed by the app's
+lifespan), but uvicorn's CLI has no bound on the flush after the drain (`python main.py` sets one)."""
 
 import os
 

@@ -22,6 +22,16 @@ from agent.retry_policy import RetryPolicy
 DEFAULT_MODEL = "gpt-5-nano"
 DEFAULT_PORT = 8000
 MAX_WORKERS = 64
+# AGENT_DRAIN_TIMEOUT_S: how long a SIGTERM lets live calls run on before they are closed. As LiveKit
+# Agents' `drain_timeout` (30 min): a phone call is rarely longer. Kubernetes'
+# terminationGracePeriodSeconds must exceed it (plus VOX_DRAIN_TIMEOUT_S and start-up slack).
+DEFAULT_CALL_DRAIN_TIMEOUT_S = 1800.0
+# AGENT_MAX_CALLS: concurrent calls one server process takes. Provisional: to be derived from the
+# capacity benchmark (bench/: calls per core with dead air <= 50 ms p99); update it from there.
+DEFAULT_MAX_CALLS = 40
+MAX_CALLS_LIMIT = 100_000
+MIN_PATH_SECRET_LENGTH = 16
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
@@ -60,6 +70,39 @@ def _workers(env: Mapping[str, str]) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
         raise SettingsError(f"WEB_CONCURRENCY: {raw!r} is not a number of worker processes (1-{MAX_WORKERS})")
     return int(raw)
+
+
+def _max_calls(env: Mapping[str, str]) -> int:
+    raw = env.get("AGENT_MAX_CALLS", "").strip() or str(DEFAULT_MAX_CALLS)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CALLS_LIMIT:
+        raise SettingsError(
+            f"AGENT_MAX_CALLS: {raw!r} is not a number of concurrent calls (1-{MAX_CALLS_LIMIT})"
+        )
+    return int(raw)
+
+
+def _path_secret(env: Mapping[str, str]) -> str | None:
+    raw = env.get("AGENT_PATH_SECRET", "").strip()
+    if not raw:
+        return None
+    # The value itself is never echoed: an error message ends up in logs.
+    if not set(raw) <= _URL_SAFE:
+        raise SettingsError("AGENT_PATH_SECRET may hold only URL-safe characters (A-Z a-z 0-9 - _ . ~)")
+    if len(raw) < MIN_PATH_SECRET_LENGTH:
+        raise SettingsError(
+            f"AGENT_PATH_SECRET is too short ({len(raw)} characters, at least {MIN_PATH_SECRET_LENGTH}; "
+            "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    return raw
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: assume it is reachable from elsewhere
 
 
 def _allowed_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -152,13 +195,18 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     workers: int = 1  # WEB_CONCURRENCY: server processes (agent/runtime.py)
+    call_drain_timeout_s: float = DEFAULT_CALL_DRAIN_TIMEOUT_S  # AGENT_DRAIN_TIMEOUT_S
+    # AGENT_MAX_CALLS, per process. None (no cap) only for apps built in code (the lab, benchmarks);
+    # `from_env` always caps.
+    max_calls: int | None = None
+    path_secret: str | None = field(default=None, repr=False)  # AGENT_PATH_SECRET: /<secret>/chats, /ws
     record_dir: Path | None = None  # VOX_RECORD_DIR: write each call's harness traffic there
     warnings: tuple[str, ...] = ()  # logged once when the server starts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and check `LLM_*`, the provider's key, `VOX_*`, `SSL_CERT_*`, `HOST`, `PORT` and
-        `WEB_CONCURRENCY`."""
+        """Read and check `LLM_*`, the provider's key, `VOX_*`, `SSL_CERT_*`, `HOST`, `PORT`,
+        `WEB_CONCURRENCY` and `AGENT_*`. `env` may be any plain mapping (default: os.environ)."""
         env = os.environ if env is None else env
         model = env.get("LLM_MODEL", "").strip() or DEFAULT_MODEL
         api_base = env.get("LLM_API_BASE", "").strip() or None
@@ -178,6 +226,14 @@ class Settings:
             warnings.append(
                 "VOX_CONTROL_RESOLVE is ignored: pinned addresses are honoured only with "
                 "VOX_CONTROL_ALLOW_LOCAL=1 (labs and tests)"
+            )
+        host = env.get("HOST", "").strip() or "0.0.0.0"
+        path_secret = _path_secret(env)
+        if path_secret is None and not _is_loopback(host):
+            warnings.append(
+                f"HOST {host} is not a loopback address and AGENT_PATH_SECRET is not set: anyone who can "
+                "reach this port can open calls (each one costs LLM usage, up to AGENT_MAX_CALLS at once); "
+                "see docs/security.md"
             )
         control = ControlNetwork(
             allowed_hosts=allowed,
@@ -201,9 +257,12 @@ class Settings:
             timings=timings,
             retry=retry,
             drain_timeout_s=_float(env, "VOX_DRAIN_TIMEOUT_S", retry.deadline_s + 2.0),
-            host=env.get("HOST", "").strip() or "0.0.0.0",
+            host=host,
             port=_port(env, "PORT", env.get("PORT", "").strip() or str(DEFAULT_PORT)),
             workers=_workers(env),
+            call_drain_timeout_s=_float(env, "AGENT_DRAIN_TIMEOUT_S", DEFAULT_CALL_DRAIN_TIMEOUT_S),
+            max_calls=_max_calls(env),
+            path_secret=path_secret,
             record_dir=_record_dir(env),
             warnings=tuple(warnings),
         )

@@ -8,10 +8,18 @@ from pathlib import Path
 import pytest
 
 from agent.control_transport import Pin
-from agent.settings import Settings, SettingsError
+from agent.settings import (
+    DEFAULT_CALL_DRAIN_TIMEOUT_S,
+    DEFAULT_MAX_CALLS,
+    MIN_PATH_SECRET_LENGTH,
+    Settings,
+    SettingsError,
+)
 from lab.tls import lab_ca
 
 KEY = {"OPENAI_API_KEY": "sk-test"}
+LOOPBACK = {**KEY, "HOST": "127.0.0.1"}
+SECRET = "s3cr3t-Path_Prefix.0123~x"
 
 
 def error_of(env: dict[str, str]) -> str:
@@ -28,7 +36,42 @@ def test_defaults_with_only_a_key() -> None:
     assert settings.control.allowed_hosts == ("voximplant.com",)
     assert not settings.control.allow_local and settings.control.resolve == ()
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
-    assert settings.warnings == ()
+    assert settings.call_drain_timeout_s == DEFAULT_CALL_DRAIN_TIMEOUT_S == 1800.0
+    assert settings.max_calls == DEFAULT_MAX_CALLS and settings.path_secret is None
+    assert Settings.from_env(LOOPBACK).warnings == ()
+
+
+def test_the_drain_timeout_the_call_cap_and_the_path_secret_are_read() -> None:
+    env = {**KEY, "AGENT_DRAIN_TIMEOUT_S": "90", "AGENT_MAX_CALLS": " 7 ", "AGENT_PATH_SECRET": SECRET}
+    settings = Settings.from_env(env)
+    assert (settings.call_drain_timeout_s, settings.max_calls, settings.path_secret) == (90.0, 7, SECRET)
+    assert SECRET not in repr(settings)
+    assert settings.warnings == ()  # a public address, but behind a secret path
+
+
+def test_a_public_address_without_a_path_secret_warns_once() -> None:
+    for host in ("0.0.0.0", "::", "10.0.0.5", "agent.example.com"):
+        [warning] = Settings.from_env({**KEY, "HOST": host}).warnings
+        assert warning.startswith(f"HOST {host} is not a loopback address and AGENT_PATH_SECRET is not set")
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert Settings.from_env({**KEY, "HOST": host}).warnings == ()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "short-secret",
+        "has a space in it, 24 chars",
+        "slash/inside/the/secret/xx",
+        "pct%2Fencoded-secret-xx",
+        "é" * 20,
+    ],
+)
+def test_a_path_secret_that_is_short_or_not_url_safe_is_refused_without_echoing_it(secret: str) -> None:
+    message = error_of({**KEY, "AGENT_PATH_SECRET": secret})
+    assert message.startswith("AGENT_PATH_SECRET") and secret not in message
+    if len(secret) < MIN_PATH_SECRET_LENGTH:
+        assert f"at least {MIN_PATH_SECRET_LENGTH}" in message
 
 
 def test_no_llm_key_names_the_providers_variable() -> None:
@@ -63,6 +106,12 @@ def test_no_llm_key_names_the_providers_variable() -> None:
         ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
         ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY"),
         ({"WEB_CONCURRENCY": "65"}, "WEB_CONCURRENCY"),
+        ({"AGENT_DRAIN_TIMEOUT_S": "-5"}, "AGENT_DRAIN_TIMEOUT_S"),
+        ({"AGENT_DRAIN_TIMEOUT_S": "half an hour"}, "AGENT_DRAIN_TIMEOUT_S"),
+        ({"AGENT_MAX_CALLS": "0"}, "AGENT_MAX_CALLS"),
+        ({"AGENT_MAX_CALLS": "-1"}, "AGENT_MAX_CALLS"),
+        ({"AGENT_MAX_CALLS": "lots"}, "AGENT_MAX_CALLS"),
+        ({"AGENT_MAX_CALLS": "100001"}, "AGENT_MAX_CALLS"),
     ],
 )
 def test_a_malformed_value_is_one_line_naming_its_variable(env: dict[str, str], variable: str) -> None:
@@ -90,13 +139,13 @@ def test_the_trust_store_and_the_allow_list_are_read() -> None:
 
 def test_pins_are_honoured_only_in_labs_and_otherwise_ignored_with_one_warning() -> None:
     pins = "www-us-35-230.voximplant.com:12093:127.0.0.1, WWW-RU-52-18.voximplant.com:443:[::1]"
-    lab = Settings.from_env({**KEY, "VOX_CONTROL_RESOLVE": pins, "VOX_CONTROL_ALLOW_LOCAL": "1"})
+    lab = Settings.from_env({**LOOPBACK, "VOX_CONTROL_RESOLVE": pins, "VOX_CONTROL_ALLOW_LOCAL": "1"})
     assert lab.control.resolve == (
         Pin("www-us-35-230.voximplant.com", 12093, "127.0.0.1"),
         Pin("www-ru-52-18.voximplant.com", 443, "::1"),
     )
     assert lab.warnings == ()
-    production = Settings.from_env({**KEY, "VOX_CONTROL_RESOLVE": pins})
+    production = Settings.from_env({**LOOPBACK, "VOX_CONTROL_RESOLVE": pins})
     assert production.control.resolve == ()
     [warning] = production.warnings
     assert "VOX_CONTROL_RESOLVE is ignored" in warning and "VOX_CONTROL_ALLOW_LOCAL=1" in warning
