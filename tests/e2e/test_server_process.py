@@ -1,5 +1,6 @@
 """`uvicorn main:app` as users run it, in its own process: a real call, then SIGTERM with an
-action still held — it is delivered before the process exits."""
+action still held — the call outlives the drain (`AGENT_DRAIN_TIMEOUT_S`, short here), is closed,
+and its action is delivered before the process exits."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from lab.faults import Fault, FaultPlan
 from lab.harness import HarnessSimulator
 from lab.otlp_receiver import OtlpReceiver
 from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
+from lab.timeline import now
 from lab.tts_model import TtsModel
 from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import free_port, running_server, server_env
 
 pytestmark = pytest.mark.anyio
+CALL_DRAIN_S = "1"  # AGENT_DRAIN_TIMEOUT_S: shorter than the confirmation that holds the action
 
 
 async def test_sigterm_delivers_the_held_action_then_exits() -> None:
@@ -27,7 +30,8 @@ async def test_sigterm_delivers_the_held_action_then_exits() -> None:
     port = free_port()
     async with ScriptedLlm([reply]) as llm, VoxEngineEmulator() as emulator:
         cmd = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
-        async with running_server(cmd, server_env(llm.api_base, **emulator.env()), port) as (proc, log):
+        env = server_env(llm.api_base, AGENT_DRAIN_TIMEOUT_S=CALL_DRAIN_S, **emulator.env())
+        async with running_server(cmd, env, port) as (proc, log):
             metadata = emulator.start_metadata()
             slow = TtsModel(first_audio_s=0.05, words_per_s=3)  # a ~4.5 s confirmation
             ws_url = f"ws://127.0.0.1:{port}/ws"
@@ -37,6 +41,7 @@ async def test_sigterm_delivers_the_held_action_then_exits() -> None:
                 await sim.wait_for("agent_word", where=lambda e: e.detail["turn"] == 2, timeout_s=20)
                 assert emulator.requests == []  # held while the confirmation plays
                 proc.send_signal(signal.SIGTERM)
+                sigterm_at = now()
                 [request] = await emulator.wait_for_requests(1, timeout=15)
                 closed = await sim.wait_closed(timeout_s=15)
     output = log.decode(errors="replace")
@@ -44,7 +49,7 @@ async def test_sigterm_delivers_the_held_action_then_exits() -> None:
     assert proc.returncode in (0, -signal.SIGTERM), output
     assert "control action call_transfer" in output and "delivered" in output
     assert request.response is not None and request.response["ok"] is True
-    assert closed.detail["by"] == "app"
+    assert closed.detail["by"] == "app" and closed.at >= sigterm_at + float(CALL_DRAIN_S)
     assert request.time >= closed.at - 0.5  # released by the shutdown, not by a timer
     assert [e.action for e in emulator.effects] == ["call_transfer"]
     assert prompt.TRANSFER_CONFIRMATION.split()[0] in sim.timeline.turns()[-1].text
@@ -56,7 +61,7 @@ async def test_sigterm_delivers_the_held_action_then_exits() -> None:
 
 
 async def test_a_second_sigterm_exits_at_once() -> None:
-    # VoxEngine hangs, so the first SIGTERM's drain would wait out the 10 s delivery deadline.
+    # VoxEngine hangs, so the flush after the call drain would wait out the 10 s delivery deadline.
     reply = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {}),))
     port = free_port()
     async with (
@@ -64,7 +69,12 @@ async def test_a_second_sigterm_exits_at_once() -> None:
         VoxEngineEmulator(faults=FaultPlan(rates={"hang": 1.0})) as emulator,
     ):
         env = server_env(
-            llm.api_base, PORT=str(port), HOST="127.0.0.1", VOX_CONTROL_DEADLINE_S="10", **emulator.env()
+            llm.api_base,
+            PORT=str(port),
+            HOST="127.0.0.1",
+            VOX_CONTROL_DEADLINE_S="10",
+            AGENT_DRAIN_TIMEOUT_S=CALL_DRAIN_S,
+            **emulator.env(),
         )
         async with running_server([sys.executable, "main.py"], env, port) as (proc, _):
             metadata = emulator.start_metadata()
