@@ -7,14 +7,13 @@ a draining pod's calls out). Exported over OTLP/HTTP by the stock SDK (`MeterPro
 `PeriodicExportingMetricReader`, `OTLPMetricExporter`) when OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or
 OTEL_EXPORTER_OTLP_ENDPOINT is set; the SDK reads its own variables for the rest (the export
 interval OTEL_METRIC_EXPORT_INTERVAL, 60 s by default; headers, timeout, certificates). Each
-process reports its own count under its own `service.instance.id` (host name and pid, unless
-OTEL_RESOURCE_ATTRIBUTES names one), so `WEB_CONCURRENCY` workers are separate series to sum.
+process reports its own count under its own `service.instance.id` (the SDK's resource detector
+draws a UUID per process), so `WEB_CONCURRENCY` workers are separate series to sum.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable, Mapping
 
 from loguru import logger
@@ -22,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
 from agent.admission import Admission
 from telemetry.config import DEFAULT_SERVICE_NAME
@@ -88,6 +87,4 @@ def _resource() -> Resource:
     resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    if SERVICE_INSTANCE_ID not in resource.attributes:
-        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: f"{socket.gethostname()}-{os.getpid()}"}))
     return resource
