@@ -1,4 +1,5 @@
-"""`python -m lab simulate`: the offline call lab's command line (see `lab/simulate.py`)."""
+"""The offline call lab's command line: `python -m lab simulate` (`lab/simulate.py`) and
+`python -m lab chain` (`lab/chain.py`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ def main(argv: list[str] | None = None) -> int:
         from lab.simulate import main as simulate
 
         return simulate(args[1:])
-    print("usage: python -m lab simulate [options]", file=sys.stderr)
+    if args[:1] == ["chain"]:
+        from lab.chain import main as chain
+
+        return chain(args[1:])
+    print("usage: python -m lab simulate [options] | python -m lab chain [options]", file=sys.stderr)
     return 2
 
 

@@ -34,9 +34,9 @@ from lab.harness import CloseAfterEndCall, HarnessSimulator
 from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.scripted_llm import LlmReply, ScriptedLlm
 from lab.telephony import TransferScript
-from lab.timeline import Timeline
+from lab.timeline import Timeline, TimelineEvent
 from lab.tts_model import TtsModel
-from lab.voxengine_emulator import AgentLink, VoxEngineEmulator
+from lab.voxengine_emulator import NORMAL_CLOSE, AgentLink, CloseHandling, PlayoutGuard, VoxEngineEmulator
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,25 @@ def lab_settings(network: ControlNetwork, base: Settings | None = None, **overri
     )
 
 
+def _harness_to_voxengine(emulator: VoxEngineEmulator, session: str, event: TimelineEvent) -> None:
+    """What VoxEngine gets of the simulated harness: the agent's audio as the harness plays it
+    (its media buffer) and Cartesia closing its socket. Assumption: when the harness closes the
+    call after Line's `end_call`, or the app closed its socket, Cartesia closes VoxEngine's with
+    1000 (web-calls.mdx: "When the agent ends the call ... Code: 1000"); a close by VoxEngine
+    itself (`by="voxengine"`) or by the caller's side is no news to the scenario."""
+    detail = event.detail
+    if event.kind == "agent_turn_started":
+        emulator.agent_audio(session, started_at=detail["scheduled_at"])
+    elif event.kind == "agent_playback_resumed":
+        emulator.agent_audio(session, started_at=detail["audio_start"])
+    elif event.kind == "agent_playback_ended":
+        emulator.agent_audio(session, stopped_at=detail["audio_end"])
+    elif event.kind == "agent_playback_stopped":
+        emulator.agent_audio(session, stopped_at=event.at)
+    elif event.kind == "socket_closed" and detail.get("by") in ("end_call", "app"):
+        emulator.agent_closed(session, NORMAL_CLOSE)
+
+
 class CallLab:
     """Serves the real `TelephonyAgentApp` against a scripted LLM and a VoxEngine emulator."""
 
@@ -116,10 +135,20 @@ class CallLab:
         pins: Sequence[Pin] = (),  # other lab hosts the app may reach by name, besides the emulator
         allow_local: bool = True,  # False: production's setting (pins ignored, loopback refused)
         transfer: TransferScript | None = None,  # what the phone does after an accepted transfer
+        playout_lag_s: float = 0.0,  # VoxEngine's playout behind the harness's (lab/media_buffer.py)
+        guard: PlayoutGuard | None = None,  # the scenario's hang-up playout guard (default on, 3 s)
+        close_handling: CloseHandling = "keep_caller",  # "end_at_once": the scenario before #17
     ) -> None:
         self.recorder = CallRecorder()
         self.llm = ScriptedLlm(replies, default=default_reply)
-        self.emulator = VoxEngineEmulator(faults=faults, secret=secret, transfer=transfer)
+        self.emulator = VoxEngineEmulator(
+            faults=faults,
+            secret=secret,
+            transfer=transfer,
+            playout_lag_s=playout_lag_s,
+            guard=guard,
+            close_handling=close_handling,
+        )
         self._secret = secret
         self._settings = settings
         self._observers = list(observers)
@@ -189,6 +218,7 @@ class CallLab:
             # Cartesia: custom events, and closing the client (the harness then ends the call).
             link = AgentLink(custom=sim.send_custom, close=partial(sim.close, by="voxengine"))
             self.emulator.link_agent(session, link)
+            sim.timeline.listen(partial(_harness_to_voxengine, self.emulator, session))
             try:
                 yield sim
             finally:

@@ -26,7 +26,8 @@ Text for a closed turn opens the next one, played after it. Timeline kinds recor
 - received: ``agent_text_received``, ``tool_call``, ``end_call_received``, ``transfer_received``,
   ``response_end``, ``error``, ``log_event``, ``log_metric``, ``agent_dtmf``, ``config``,
   ``custom``, ``unknown_output`` (unparseable frames: recorded, otherwise ignored);
-- local: ``agent_playback_ended`` (the turn's audio has played out, so far), ``agent_turn_closed``
+- local: ``agent_playback_ended`` (the turn's audio has played out, so far),
+  ``agent_playback_resumed`` (more text for the turn plays after a pause), ``agent_turn_closed``
   (``by``: ``response_end``, ``inactivity``, ``playback``), ``agent_playback_stopped`` (barge-in /
   hang-up), ``agent_turn_dropped`` (interrupted before its first audio), ``socket_closed``
   (``by``: ``app``, ``caller``, ``end_call``, ...).
@@ -577,6 +578,9 @@ class HarnessSimulator:
                 if not await self._wait_for_more_or_close(turn):
                     break
                 end = max(end, anyio.current_time())  # text after a pause starts now
+                self.timeline.record(
+                    "agent_playback_resumed", {"turn": turn.index, "audio_start": end + to_timeline}
+                )
                 continue
             end += self.tts.word_s
             turn.playing = word

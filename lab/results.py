@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lab.action_timing import ActionTiming, action_of, measure_action
+from lab.media_buffer import MediaEvent
 from lab.timeline import Timeline
-from lab.voxengine_emulator import Effect, RecordedRequest
+from lab.voxengine_emulator import Effect, HangUp, RecordedRequest
 
 if TYPE_CHECKING:
     from lab.call_lab import ActionRecord, CallLab
@@ -24,9 +25,13 @@ class CallResult:
     effects: tuple[Effect, ...]
     actions: tuple[ActionRecord, ...]
     phone: tuple[tuple[float, str], ...] = ()  # the emulated transfer legs: (time, what happened)
+    hang_ups: tuple[HangUp, ...] = ()  # the emulated scenario hung up the caller's leg
+    media: tuple[MediaEvent, ...] = ()  # the agent's audio at VoxEngine, as the scenario saw it
 
     @classmethod
-    def collect(cls, scenario: str, policy: str, timeline: Timeline, lab: CallLab) -> CallResult:
+    def collect(
+        cls, scenario: str, policy: str, timeline: Timeline, lab: CallLab, session: str = "s1"
+    ) -> CallResult:
         return cls(
             scenario,
             policy,
@@ -35,6 +40,10 @@ class CallResult:
             tuple(lab.emulator.effects),
             tuple(lab.recorder.actions),
             tuple(entry for play in lab.emulator.transfers for entry in play.log),
+            tuple(h for h in lab.emulator.hang_ups if h.session == session),
+            tuple(
+                lab.emulator.media(session).events(until=timeline.events[-1].at if timeline.events else 0.0)
+            ),
         )
 
     def timing(self, action: str) -> ActionTiming:
@@ -84,6 +93,8 @@ class CallResult:
                 "telephony.ringing",
                 "telephony.connected",
                 "telephony.failed",
+                "telephony.completed",
+                "own_side_ended",
             ):
                 detail = ", ".join(f"{k}={v}" for k, v in record.attrs.items() if k != "action")
                 rows.append(
@@ -104,6 +115,15 @@ class CallResult:
             )
         for at, what in self.phone:
             rows.append((at, f"phone          {what}"))
+        for media in self.media:
+            rows.append(
+                (media.at, f"VoxEngine      agent audio {media.kind} (WebSocketMedia{media.kind.title()})")
+            )
+        for hang_up in self.hang_ups:
+            offset = "unknown" if hang_up.playout_offset_ms is None else f"{hang_up.playout_offset_ms} ms"
+            rows.append(
+                (hang_up.time, f"VoxEngine      caller hung up ({hang_up.why}; playout offset {offset})")
+            )
         closed = self.timeline.first("socket_closed")
         if closed:
             rows.append((closed.at, f"socket closed  by {closed.detail.get('by')}"))

@@ -171,7 +171,7 @@ CATALOGUE: dict[str, Callable[[], Scenario]] = {
     ),
     "socket-close": lambda: Scenario(
         name="socket-close",
-        description="the harness closes the socket right after end_call",
+        description="the harness closes the socket as soon as end_call arrives (after VoxEngine hung up)",
         replies=(goodbye_reply(),),
         drive=after_introduction("Bye now."),
         close_after_end_call="immediately",
@@ -249,5 +249,7 @@ async def _settle(
             with contextlib.suppress(TimeoutError):
                 await lab.emulator.wait_for_requests(wanted, timeout=TRANSFER_DELAY_S + 5)
         await sim.wait_until_idle(timeout_s=30)
+        if "end_call" in scenario.expected_actions:  # the chain: VoxEngine hangs up, then the agent
+            await sim.wait_closed(timeout_s=30)
     if settle_s:
         await anyio.sleep(settle_s)

@@ -65,10 +65,17 @@ class Timeline:
     def __init__(self) -> None:
         self.events: list[TimelineEvent] = []
         self._waiters: list[anyio.Event] = []
+        self._listeners: list[Callable[[TimelineEvent], None]] = []
+
+    def listen(self, listener: Callable[[TimelineEvent], None]) -> None:
+        """Call `listener` with every event recorded from now on, as it is recorded."""
+        self._listeners.append(listener)
 
     def record(self, kind: str, detail: Mapping[str, Any] | None = None) -> TimelineEvent:
         event = TimelineEvent(at=now(), kind=kind, detail=dict(detail or {}))
         self.events.append(event)
+        for listener in self._listeners:
+            listener(event)
         self.notify()
         return event
 

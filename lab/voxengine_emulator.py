@@ -40,6 +40,31 @@ What VoxEngine does around the contract, modelled (source, or "assumption"):
 - a handler callback is limited to 1 s ("Callback execution time is limited to 1 second",
   VoxEngine limits page): the ``overrun`` fault (``lab.faults``) is a handler aborted at
   ``callback_limit_s``.
+
+The hang-up chain (docs/control-contract.md "The hang-up chain", decided in issue #17; the same
+steps as ``voxengine/scenario.js``):
+
+- the agent's audio is buffered at VoxEngine and played ``playout_lag_s`` behind the harness's
+  playback, with WebSocketMediaStarted / WebSocketMediaEnded (ended = audio end + 1 s): see
+  ``lab.media_buffer`` for each rule's source;
+- an accepted ``end_call`` is answered at once (handlers return within ~1 s, above) and then the
+  **playout guard** (``PlayoutGuard``; ApplicationStorage ``HANGUP_PLAYOUT_GUARD`` on/off,
+  ``HANGUP_PLAYOUT_GUARD_MAX_S``, default 3 s, at most 10) holds the hang-up while the agent's
+  audio plays as the scenario sees it (a started event with no ended event after it), until the
+  ended event or the bound; otherwise it hangs up at once;
+- just before hanging up the caller for an ``end_call``, while the agent is connected, it sends
+  the agent ``{"vox_event": "action_outcome", "action": "end_call", "status": "completed",
+  "playout_offset_ms": ...}``, the offset it can know from its media events (``None`` when the
+  audio was still playing as far as it can tell, or it saw no media event), and logs it
+  (``[cartesia-control] end_call <id> completed playout_offset_ms=...``); a bridged transfer's
+  ``connected`` event carries the same figure, at the bridge;
+- the agent's socket closing (``agent_closed``; Cartesia closes it with 1000 "call ended by
+  agent" once the agent ended the call: Cartesia's Calls API, web-calls.mdx): a 1000 close while
+  the call is active keeps the caller; a hang-up under its guard goes on; otherwise the caller
+  is hung up ``agent_close_grace_s`` (3 s) later unless an ``end_call`` arrives first ("agent
+  closed the call; no hang-up request"); during a transfer it carries on. Any other close ends
+  the session at once, as before. ``close_handling="end_at_once"`` plays the scenario before
+  this chain (``onAgentLost``: any close while active ends the session), for comparison.
 """
 
 from __future__ import annotations
@@ -55,7 +80,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -66,6 +91,7 @@ from agent.control_transport import ControlNetwork, Pin, make_control_client
 from lab.control_host import LAB_CONTROL_HOST, LOOPBACK, LoopbackControlHost
 from lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
 from lab.harness import CALLEE, CALLER
+from lab.media_buffer import MediaBuffer
 from lab.telephony import TransferPlay, TransferScript
 
 __all__ = [
@@ -75,6 +101,8 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultPlan",
+    "HangUp",
+    "PlayoutGuard",
     "RecordedRequest",
     "VoxEngineEmulator",
     "sign_body",
@@ -94,6 +122,34 @@ _SIGNATURE = re.compile(r"t=([0-9]{1,15}),v1=([0-9A-Fa-f]{64})")
 _PATH = re.compile(r"/request/([^/]+)/([^/]+)")
 _NON_JSON = b"<html><body>502 Bad Gateway</body></html>"
 _T = TypeVar("_T")
+NORMAL_CLOSE = 1000  # Cartesia's close when the agent ends the call (web-calls.mdx)
+CloseHandling = Literal["keep_caller", "end_at_once"]
+
+
+@dataclass(frozen=True)
+class PlayoutGuard:
+    """ApplicationStorage ``HANGUP_PLAYOUT_GUARD`` (on/off) and ``HANGUP_PLAYOUT_GUARD_MAX_S``."""
+
+    on: bool = True
+    max_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_s <= 10:
+            raise ValueError("HANGUP_PLAYOUT_GUARD_MAX_S must be in (0, 10]")
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """The scenario hung up the caller's leg: ``why`` ``end_call`` (``action_id`` set), or
+    ``agent_lost`` / ``agent_closed`` (the agent's socket closed); ``playout_offset_ms`` is what
+    the scenario could know (None: unknown); ``requested_at`` when the hang-up was asked for."""
+
+    time: float
+    session: str
+    why: str
+    action_id: str | None
+    playout_offset_ms: int | None
+    requested_at: float
 
 
 def _mac(secret: str, t: str, body: bytes) -> str:
@@ -156,6 +212,9 @@ class _Session:
     transfer: TransferPlay | None = None  # the scripted transfer under way, if any
     agent: AgentLink | None = None  # the agent's side of the call, when the lab linked one
     agent_gone: bool = False
+    media: MediaBuffer = field(default_factory=MediaBuffer)
+    hang_up_pending: bool = False  # an accepted end_call under the playout guard
+    bridged: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,7 +276,19 @@ class VoxEngineEmulator:
         transfer: TransferScript | None = None,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
+        playout_lag_s: float = 0.0,
+        guard: PlayoutGuard | None = None,
+        agent_close_grace_s: float = 3.0,
+        close_handling: CloseHandling = "keep_caller",
     ) -> None:
+        if playout_lag_s < 0:
+            raise ValueError("playout_lag_s must be >= 0")
+        self.playout_lag_s = playout_lag_s
+        self.guard = guard or PlayoutGuard()
+        self.agent_close_grace_s = agent_close_grace_s
+        self.close_handling: CloseHandling = close_handling
+        self.hang_ups: list[HangUp] = []
+        """Every hang-up of a caller's leg the scenario did, in order."""
         self._faults = FaultPicker(faults)
         self.terminate_grace_s = terminate_grace_s
         self.callback_limit_s = callback_limit_s
@@ -370,6 +441,99 @@ class VoxEngineEmulator:
         """The transfer under way in ``session`` failed; the call goes on and may transfer again."""
         self._session(session).transfer_in_progress = False
 
+    # -- the agent's audio and socket: the hang-up chain -----------------------------------------
+
+    def media(self, session: str = "s1") -> MediaBuffer:
+        """The agent's audio at VoxEngine in ``session`` (``lab.media_buffer``)."""
+        return self._session(session).media
+
+    def agent_audio(
+        self, session: str, *, started_at: float | None = None, stopped_at: float | None = None
+    ) -> None:
+        """The harness started (or stopped) playing the agent's audio at this time (lab clock):
+        VoxEngine plays it ``playout_lag_s`` later."""
+        media = self._session(session).media
+        if started_at is not None:
+            media.harness_started(started_at)
+        if stopped_at is not None:
+            media.harness_stopped(stopped_at)
+        self._notify()
+
+    def agent_closed(self, session: str = "s1", code: int = NORMAL_CLOSE) -> None:
+        """The agent's websocket closed with ``code`` (``onWebSocketClose``; an error is any other
+        code): the scenario's close handling, see the module docstring."""
+        state = self._session(session)
+        if state.agent_gone or state.terminating:
+            return  # the scenario closed it itself (``stopAgent``), or already knew
+        state.agent_gone = True
+        if state.transfer_in_progress or state.bridged:
+            log.info("voxengine emulator: agent closed (%s); the transfer carries on", code)
+        elif code != NORMAL_CLOSE or self.close_handling == "end_at_once":
+            self._hang_up_caller(state, "agent_lost", None, self._clock())
+        elif not state.hang_up_pending and self._changed is not None:
+            self._host.start_soon(self._await_hang_up_request, state)
+
+    async def _await_hang_up_request(self, state: _Session) -> None:
+        """A normal close with no hang-up under way: keep the caller ``agent_close_grace_s`` for
+        the end_call POST (it may still come: the agent's turn end), then hang up."""
+        closed_at = self._clock()
+        deadline = closed_at + self.agent_close_grace_s
+        while not (state.terminating or state.hang_up_pending) and self._clock() < deadline:
+            await self._wait_changed(deadline - self._clock())
+        if not (state.terminating or state.hang_up_pending):
+            log.info("voxengine emulator: agent closed the call; no hang-up request")
+            self._hang_up_caller(state, "agent_closed", None, closed_at)
+
+    async def _hang_up_after_guard(self, state: _Session, action_id: str) -> None:
+        """An accepted end_call: the playout guard, ``completed`` to the agent, the hang-up."""
+        requested = self._clock()
+        deadline = requested + self.guard.max_s
+        while self.guard.on and not state.terminating and self._clock() < deadline:
+            if not state.media.playing_as_seen(self._clock()):
+                break
+            due = state.media.next_event_after(self._clock())
+            await self._wait_changed(min(deadline, due if due is not None else deadline) - self._clock())
+        if state.terminating:
+            return  # the session ended first (the caller hung up): nothing to complete
+        at = self._clock()
+        offset = state.media.known_offset_ms(at)
+        if state.agent is not None and not state.agent_gone:
+            metadata = {"vox_event": "action_outcome", "id": action_id, "action": "end_call"}
+            await self._tell_agent(state, {**metadata, "status": "completed", "playout_offset_ms": offset})
+        log.info("[cartesia-control] end_call %s completed playout_offset_ms=%s", action_id, offset)
+        self._hang_up_caller(state, "end_call", action_id, requested, at=at, offset=offset)
+
+    def _hang_up_caller(
+        self,
+        state: _Session,
+        why: str,
+        action_id: str | None,
+        requested_at: float,
+        *,
+        at: float | None = None,
+        offset: int | None = None,
+    ) -> None:
+        """The caller's leg is hung up now: recorded with the offset the scenario knew."""
+        at = self._clock() if at is None else at
+        if why != "end_call":
+            offset = state.media.known_offset_ms(at)
+        self.hang_ups.append(HangUp(at, state.name, why, action_id, offset, requested_at))
+        self._end_session(state)
+        self._notify()
+
+    async def _tell_agent(self, state: _Session, metadata: dict[str, Any]) -> None:
+        """``client.custom({metadata})``: an outcome event for the agent (Line ``UserCustomSent``)."""
+        self.custom_events.append((state.name, metadata))
+        self._notify()
+        if state.agent is not None:
+            await state.agent.custom(metadata)
+
+    async def _wait_changed(self, limit_s: float) -> None:
+        assert self._changed is not None, "VoxEngineEmulator is not serving; use `async with`"
+        changed = self._changed
+        with anyio.move_on_after(max(0.0, limit_s)):
+            await changed.wait()
+
     def _session(self, name: str) -> _Session:
         state = self._sessions.get(name)
         if state is None:
@@ -377,7 +541,9 @@ class VoxEngineEmulator:
                 raise ValueError(f"bad session name {name!r}")
             number = len(self._sessions) + 1
             session_id = f"{secrets.token_hex(8).upper()}.{int(self._wall_clock())}.{number}_{LOOPBACK}"
-            state = _Session(name, session_id, secrets.token_hex(8).upper())
+            state = _Session(
+                name, session_id, secrets.token_hex(8).upper(), media=MediaBuffer(self.playout_lag_s)
+            )
             self._sessions[name] = state
             self._by_token[state.token] = state
         return state
@@ -391,6 +557,10 @@ class VoxEngineEmulator:
     async def wait_for_effects(self, n: int, *, timeout: float) -> list[Effect]:  # noqa: ASYNC109
         """Wait until ``n`` effects happened; raises ``TimeoutError``."""
         return await self._wait_for(self.effects, n, timeout)
+
+    async def wait_for_hang_ups(self, n: int, *, timeout: float) -> list[HangUp]:  # noqa: ASYNC109
+        """Wait until the scenario hung up ``n`` callers; raises ``TimeoutError``."""
+        return await self._wait_for(self.hang_ups, n, timeout)
 
     async def _wait_for(self, items: list[_T], n: int, limit_s: float) -> list[_T]:
         with anyio.fail_after(limit_s):
@@ -597,7 +767,8 @@ class VoxEngineEmulator:
             session.transfer_in_progress = True
         else:
             self._cancel_transfer(session, "cancelled")
-            self._end_session(session)
+            session.ended = session.hang_up_pending = True  # the agent's control ends here
+            self._host.start_soon(self._hang_up_after_guard, session, action_id)
         text = (summary if isinstance(summary, str) else "") if action == "call_transfer" else None
         self.effects.append(Effect(self._clock(), session.name, action, action_id, text))
         if action == "call_transfer" and self.transfer_script is not None:
@@ -611,15 +782,14 @@ class VoxEngineEmulator:
         self, session: _Session, action_id: str, summary: str, script: TransferScript
     ) -> None:
         async def tell_agent(metadata: dict[str, Any]) -> None:
-            self.custom_events.append((session.name, metadata))
-            self._notify()
-            if session.agent is not None:
-                await session.agent.custom(metadata)
+            if metadata.get("status") == "connected":  # sent at the bridge: its playout offset
+                metadata = {**metadata, "playout_offset_ms": session.media.known_offset_ms(self._clock())}
+            await self._tell_agent(session, metadata)
 
         async def on_end(how: str) -> None:
             session.transfer_in_progress = False
             if how == "connected":  # bridged: the agent is detached and no longer in control
-                session.ended = True
+                session.ended = session.bridged = True
                 await self._detach_agent(session)
             elif how != "failed":  # "failed": the caller is back with the agent, who may transfer again
                 self._end_session(session)

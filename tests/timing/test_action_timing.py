@@ -48,7 +48,10 @@ async def test_harness_closing_the_socket_after_end_call_still_hangs_up() -> Non
     result = await run_scenario(scenario("socket-close"))
     assert_fired_at_turn_end(result, "end_call")
     [released] = [r for r in result.actions if r.name == "released"]
-    assert released.attrs["reason"] == "call_ended"
+    assert released.attrs["reason"] == "turn_ended"  # end_call reaches the harness only after
+    [hang_up] = result.hang_ups  # VoxEngine hung up the caller, so its close cuts nothing
+    closed = result.timeline.first("socket_closed")
+    assert hang_up.why == "end_call" and closed is not None and closed.at >= hang_up.time
 
 
 async def test_stale_turn_end_of_the_introduction_does_not_release_the_transfer() -> None:
