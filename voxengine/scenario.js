@@ -47,6 +47,9 @@ const STORAGE_KEYS = {
   whisper: 'TRANSFER_WHISPER',
   whisperTimeout: 'TRANSFER_WHISPER_TIMEOUT_S',
   whisperVoice: 'TRANSFER_WHISPER_VOICE',
+  // Hang-up tuning, optional (see readHangupOptions):
+  playoutGuard: 'HANGUP_PLAYOUT_GUARD',
+  playoutGuardMax: 'HANGUP_PLAYOUT_GUARD_MAX_S',
 };
 
 /**
@@ -84,6 +87,29 @@ const WHISPER_MAX_LENGTH = 1500;
 
 /** CallEvents.Failed codes → the contract's failure reasons; any other code is 'error'. */
 const FAILURE_REASON_BY_CODE = { 486: 'busy', 600: 'busy', 408: 'no_answer', 480: 'no_answer', 603: 'rejected' };
+
+/**
+ * The playout guard (docs/control-contract.md, "The call chain"): with it on, an accepted end_call
+ * whose goodbye is still playing at VoxEngine waits for Cartesia.Events.WebSocketMediaEnded, at
+ * most HANGUP_PLAYOUT_GUARD_MAX_S, before the caller is hung up.
+ */
+const HANGUP_DEFAULTS = { playoutGuard: true, playoutGuardMaxS: 3 };
+const HANGUP_MAX_PLAYOUT_GUARD_S = 10;
+
+/**
+ * WebSocketMediaEnded is "Triggered after the end of the audio stream ... (1 second of silence)"
+ * (Voximplant's Cartesia Events reference): the agent's audio stopped this long before the event.
+ */
+const MEDIA_ENDED_SILENCE_MS = 1000;
+
+/**
+ * Cartesia closes with code 1000 "call ended by agent" when the agent ends the call (Calls API,
+ * cartesia-ai/docs web-calls.mdx). Such a close keeps the caller this long for the end_call POST
+ * that hangs up (Voximplant's published scenario ignores a 1000 close and leaves the hang-up to
+ * the POST); then the scenario hangs up itself, so nobody is stranded.
+ */
+const NORMAL_CLOSE_CODE = 1000;
+const AGENT_CLOSE_GRACE_MS = 3000;
 
 /** Hang up anyway if the goodbye message never reports PlaybackFinished. */
 const ANNOUNCEMENT_TIMEOUT_MS = 20000;
@@ -251,7 +277,7 @@ function refusal(code) {
  *   secret()            → undefined until settings are loaded, then the signing secret or null;
  *   nowSeconds()        → the receiver's clock;
  *   hmacSha256Hex(k, d) → lowercase hex HMAC-SHA256;
- *   agentInControl()    → the agent may still act on the call;
+ *   agentInControl(action) → the agent may still ask for this action on the call;
  *   transferUnderWay()  → a transfer was accepted and is not finished;
  *   perform(command)    → starts the telephony effect of an accepted command {id, action, summary};
  *                         must not throw.
@@ -271,7 +297,7 @@ function createControlHandler(deps) {
   function decide(command, id) {
     const invalid = validateCommand(command);
     if (invalid) return refusal(invalid);
-    if (!deps.agentInControl()) return refusal('call_ended');
+    if (!deps.agentInControl(command.action)) return refusal('call_ended');
     if (command.action === 'call_transfer' && deps.transferUnderWay()) {
       return refusal('transfer_in_progress');
     }
@@ -330,28 +356,49 @@ function parseSeconds(raw, fallback, max) {
  * whisperTimeoutMs, whisperVoiceName, problems: [text to log]}. Never throws.
  */
 function readTransferOptions(settings) {
-  const problems = [];
-  const seconds = (name, fallback, max) => {
-    const parsed = parseSeconds(settings[name], fallback, max);
-    if (parsed.problem) {
-      problems.push(STORAGE_KEYS[name] + ' "' + forLog(settings[name], 40) + '" is ' + parsed.problem + '; using ' + fallback);
-    }
-    return parsed.value;
-  };
-  const ringTimeoutS = seconds('ringTimeout', TRANSFER_DEFAULTS.ringTimeoutS, TRANSFER_MAX_RING_TIMEOUT_S);
-  const whisperTimeoutS = seconds('whisperTimeout', TRANSFER_DEFAULTS.whisperTimeoutS, TRANSFER_MAX_WHISPER_TIMEOUT_S);
-  let whisper = TRANSFER_DEFAULTS.whisper;
-  const switchText = typeof settings.whisper === 'string' ? settings.whisper.trim().toLowerCase() : '';
-  if (switchText === 'off') whisper = false;
-  else if (switchText === 'on') whisper = true;
-  else if (switchText) problems.push(STORAGE_KEYS.whisper + ' "' + forLog(settings.whisper, 40) + '" is neither on nor off; using on');
+  const read = settingsReader(settings);
   const voiceName = typeof settings.whisperVoice === 'string' ? settings.whisperVoice.trim() : '';
   return {
-    ringTimeoutMs: Math.round(ringTimeoutS * 1000),
-    whisper: whisper,
-    whisperTimeoutMs: Math.round(whisperTimeoutS * 1000),
+    ringTimeoutMs: read.millis('ringTimeout', TRANSFER_DEFAULTS.ringTimeoutS, TRANSFER_MAX_RING_TIMEOUT_S),
+    whisper: read.onOff('whisper', TRANSFER_DEFAULTS.whisper),
+    whisperTimeoutMs: read.millis('whisperTimeout', TRANSFER_DEFAULTS.whisperTimeoutS, TRANSFER_MAX_WHISPER_TIMEOUT_S),
     whisperVoiceName: voiceName || null,
+    problems: read.problems,
+  };
+}
+
+/** The hang-up tuning from the loaded settings: {playoutGuard, playoutGuardMaxMs, problems}. Never throws. */
+function readHangupOptions(settings) {
+  const read = settingsReader(settings);
+  return {
+    playoutGuard: read.onOff('playoutGuard', HANGUP_DEFAULTS.playoutGuard),
+    playoutGuardMaxMs: read.millis('playoutGuardMax', HANGUP_DEFAULTS.playoutGuardMaxS, HANGUP_MAX_PLAYOUT_GUARD_S),
+    problems: read.problems,
+  };
+}
+
+/**
+ * Parsers of optional settings that fall back to the default and collect a problem to log:
+ * millis(name, defaultS, maxS) for seconds, onOff(name, default) for `on` / `off` (any case).
+ */
+function settingsReader(settings) {
+  const problems = [];
+  const complain = (name, what, fallback) => {
+    problems.push(STORAGE_KEYS[name] + ' "' + forLog(settings[name], 40) + '" is ' + what + '; using ' + fallback);
+  };
+  return {
     problems: problems,
+    millis(name, fallbackS, maxS) {
+      const parsed = parseSeconds(settings[name], fallbackS, maxS);
+      if (parsed.problem) complain(name, parsed.problem, fallbackS);
+      return Math.round(parsed.value * 1000);
+    },
+    onOff(name, fallback) {
+      const text = typeof settings[name] === 'string' ? settings[name].trim().toLowerCase() : '';
+      if (text === 'on' || text === 'off') return text === 'on';
+      if (text) complain(name, 'neither on nor off', fallback ? 'on' : 'off');
+      return fallback;
+    },
   };
 }
 
@@ -376,14 +423,30 @@ function whisperText(summary) {
   return summary.slice(0, end);
 }
 
-/** The custom event's metadata for one milestone (docs/control-contract.md, "Outcome events"). */
-function outcomeMetadata(id, status, reason, sipCode) {
-  const metadata = { vox_event: 'action_outcome', id: id, action: 'call_transfer', status: status };
+/**
+ * The custom event's metadata for one milestone (docs/control-contract.md, "Outcome events").
+ * `extra`: {reason, sipCode} for `failed`, {playoutOffsetMs} (an integer or null) for the
+ * statuses that end the caller's hearing of the agent, `connected` and `completed`.
+ */
+function outcomeMetadata(id, action, status, extra) {
+  const metadata = { vox_event: 'action_outcome', id: id, action: action, status: status };
   if (status === 'failed') {
-    metadata.reason = reason || 'error';
-    if (sipCode !== null && sipCode !== undefined) metadata.sip_code = sipCode;
+    metadata.reason = extra.reason || 'error';
+    if (extra.sipCode !== null && extra.sipCode !== undefined) metadata.sip_code = extra.sipCode;
   }
+  if (status === 'connected' || status === 'completed') metadata.playout_offset_ms = extra.playoutOffsetMs;
   return metadata;
+}
+
+/**
+ * Where an effect at `effectAtMs` fell against the end of the agent's audio at VoxEngine:
+ * effect − (last WebSocketMediaEnded − 1 s of silence). Positive: silence before the effect;
+ * negative: audio cut off. null when it cannot be known: no media event seen, or the audio still
+ * playing at the effect (a cut-off of unknown length). `media`: {playing, lastEndedAtMs}.
+ */
+function playoutOffsetMs(media, effectAtMs) {
+  if (media.playing || media.lastEndedAtMs === null) return null;
+  return Math.round(effectAtMs - (media.lastEndedAtMs - MEDIA_ENDED_SILENCE_MS));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,8 +456,11 @@ function outcomeMetadata(id, status, reason, sipCode) {
 /**
  * Phases: idle → starting → active → transferring → transferred; a failed transfer goes back to
  * active (the agent has the caller again and may ask for another transfer), or, when the agent is
- * gone, → announcing (the caller is told, then hung up); → ended from anywhere. The agent controls
- * the call only while active or transferring; after the hand-off to the target it no longer does.
+ * gone, → announcing (the caller is told, then hung up); an accepted end_call → hanging_up (the
+ * playout guard may hold the hang-up) → ended; a normal close of the agent's socket while active
+ * → closing (only an end_call is still accepted, for AGENT_CLOSE_GRACE_MS); → ended from anywhere.
+ * The agent controls the call only while active or transferring (plus end_call while closing);
+ * after the hand-off to the target it no longer does.
  *
  * While transferring, session.transfer is the transfer under way:
  *   {id, summary, leg, stage: 'dialling' | 'whispering' | 'over', ringingSent, ringTimer, whisperTimer}.
@@ -415,6 +481,11 @@ const session = {
   agentStopped: false, // we closed it
   agentGone: false, // its WebSocket closed or failed without us closing it
   announcementTimer: null,
+  hangupOptions: null, // readHangupOptions()
+  // The agent's audio at VoxEngine, from Cartesia.Events (see onMediaStarted / onMediaEnded).
+  media: { playing: false, lastEndedAtMs: null },
+  endCallId: null, // the accepted end_call's id, while hanging_up
+  hangupTimer: null, // the playout guard's bound (hanging_up) or the close grace (closing)
 };
 
 /** One line in the session log. Every value from outside goes through forLog() first. */
@@ -450,8 +521,14 @@ function redactUrl(url) {
   return origin + '/…#' + String(Crypto.sha256(String(url))).slice(0, 12);
 }
 
-function agentInControl() {
+function agentInControl(action) {
+  if (session.phase === 'closing') return action === 'end_call';
   return session.phase === 'active' || session.phase === 'transferring';
+}
+
+function clearHangupTimer() {
+  if (session.hangupTimer !== null) clearTimeout(session.hangupTimer);
+  session.hangupTimer = null;
 }
 
 function hangUp(leg) {
@@ -476,16 +553,18 @@ function stopAgent() {
  * connected), the agent, the transfer leg, the caller, then (after the grace period) the session.
  * `transferReason` is the failure reason reported for a transfer still under way.
  */
-function endSession(reason, transferReason) {
+function endSession(reason, transferReason, beforeHangup) {
   if (session.phase === 'ended') return;
   session.phase = 'ended';
   log('ending call: ' + reason);
   if (session.announcementTimer !== null) clearTimeout(session.announcementTimer);
+  clearHangupTimer();
   const transfer = session.transfer;
   if (transfer) {
     endTransfer(transfer);
-    reportOutcome(transfer, 'failed', transferReason || 'error', null, reason);
+    reportOutcome(transfer, 'failed', { reason: transferReason || 'error', detail: reason });
   }
+  if (beforeHangup) beforeHangup(); // last words to the agent, while it is still connected
   stopAgent();
   hangUp(session.consult);
   hangUp(session.caller);
@@ -509,7 +588,7 @@ function startTransfer(id, summary) {
     call = VoxEngine.callPSTN(settings.transferNumber, settings.pstnCallerId);
   });
   if (!dialled || !call) {
-    transferFailed(transfer, 'error', null, 'dial failed');
+    transferFailed(transfer, { reason: 'error', detail: 'dial failed' });
     return;
   }
   const leg = { name: 'consult', call: call, ended: false };
@@ -523,7 +602,7 @@ function startTransfer(id, summary) {
     call.addEventListener(CallEvents.PlaybackFinished, (e) => onWhisperFinished(transfer, e));
   });
   if (!listening) {
-    transferFailed(transfer, 'error', null, 'cannot follow the transfer leg');
+    transferFailed(transfer, { reason: 'error', detail: 'cannot follow the transfer leg' });
     return;
   }
   const ringTimeoutMs = session.transferOptions.ringTimeoutMs;
@@ -547,13 +626,13 @@ function endTransfer(transfer) {
 function onConsultRinging(transfer) {
   if (!isCurrent(transfer, 'dialling') || transfer.ringingSent) return; // once: the first Ringing
   transfer.ringingSent = true;
-  reportOutcome(transfer, 'ringing', null, null, null);
+  reportOutcome(transfer, 'ringing', {});
 }
 
 function onRingTimeout(transfer, ringTimeoutMs) {
   transfer.ringTimer = null;
   if (!isCurrent(transfer, 'dialling')) return;
-  transferFailed(transfer, 'no_answer', null, 'no answer within ' + ringTimeoutMs / 1000 + ' s');
+  transferFailed(transfer, { reason: 'no_answer', detail: 'no answer within ' + ringTimeoutMs / 1000 + ' s' });
 }
 
 /** The target answered: whisper the summary to the target only, then bridge (completeTransfer). */
@@ -605,7 +684,8 @@ function onWhisperTimeout(transfer, whisperTimeoutMs) {
  */
 function completeTransfer(transfer) {
   endTransfer(transfer);
-  reportOutcome(transfer, 'connected', null, null, null);
+  // The effect that ends the caller's hearing of the agent is this detach-and-bridge, now.
+  reportOutcome(transfer, 'connected', { playoutOffsetMs: playoutOffsetMs(session.media, Date.now()) });
   stopAgent();
   safely('bridge caller and transfer target', () => VoxEngine.sendMediaBetween(session.caller.call, transfer.leg.call));
   session.phase = 'transferred';
@@ -616,8 +696,8 @@ function onConsultFailed(transfer, e) {
   if (transfer.leg) transfer.leg.ended = true;
   const code = sipCodeOf(e && e.code);
   const detail = e && e.reason ? String(e.reason) : null;
-  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, failureReasonForCode(code), code, detail);
-  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, 'target_hung_up', code, detail);
+  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, { reason: failureReasonForCode(code), sipCode: code, detail: detail });
+  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, { reason: 'target_hung_up', sipCode: code, detail: detail });
   // Otherwise: our own hangup of a leg we gave up on (ring timeout, end_call, caller gone), or a
   // late event of an earlier transfer: nothing to do.
 }
@@ -625,33 +705,38 @@ function onConsultFailed(transfer, e) {
 function onConsultDisconnected(transfer) {
   const leg = transfer.leg;
   if (leg) leg.ended = true;
-  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, 'error', null, 'the leg disconnected before it answered');
-  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, 'target_hung_up', null, null);
+  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, { reason: 'error', detail: 'the leg disconnected before it answered' });
+  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, { reason: 'target_hung_up' });
   else if (session.phase === 'transferred' && session.consult === leg) endSession('transfer target hung up');
 }
 
 /**
  * The transfer is over without a bridge: hang up its leg (if still up), give the caller back to
  * the agent and tell it; when the agent cannot be told (gone), tell the caller and hang up.
+ * `failure`: {reason, sipCode?, detail?}.
  */
-function transferFailed(transfer, reason, sipCode, detail) {
+function transferFailed(transfer, failure) {
   endTransfer(transfer);
   hangUp(transfer.leg);
   if (session.consult === transfer.leg) session.consult = null;
-  if (reportOutcome(transfer, 'failed', reason, sipCode, detail)) {
+  if (reportOutcome(transfer, 'failed', failure)) {
     session.phase = 'active'; // the caller never left the agent; it has the call again
     return;
   }
-  announceTransferFailure(reason);
+  announceTransferFailure(failure.reason);
+}
+
+/** One milestone of a transfer (`extra` as for outcomeMetadata, plus `detail` for the log). */
+function reportOutcome(transfer, status, extra) {
+  return sendOutcome(outcomeMetadata(transfer.id, 'call_transfer', status, extra), 'transfer', extra.detail);
 }
 
 /**
- * Sends one milestone to the agent (when it is still connected) and logs it once. Returns whether
+ * Sends one outcome to the agent (when it is still connected) and logs it once. Returns whether
  * the agent was told. The agent's WebSocket and its closing are asynchronous: custom() throwing is
  * taken as "the agent is gone" and falls back like a close would.
  */
-function reportOutcome(transfer, status, reason, sipCode, detail) {
-  const metadata = outcomeMetadata(transfer.id, status, reason, sipCode);
+function sendOutcome(metadata, what, detail) {
   let told = false;
   if (agentConnected()) {
     // ASSUMPTION: AgentsClient.custom(parameters) "Sends custom metadata to the agent" (Voximplant's
@@ -660,9 +745,10 @@ function reportOutcome(transfer, status, reason, sipCode, detail) {
     told = safely('send the outcome to the agent', () => session.agent.custom({ metadata: metadata }));
     if (!told) session.agentGone = true;
   }
-  let line = 'transfer ' + transfer.id + ' ' + status;
+  let line = what + ' ' + metadata.id + ' ' + metadata.status;
   if (metadata.reason) line += ' reason=' + metadata.reason;
   if (metadata.sip_code !== undefined) line += ' sip_code=' + metadata.sip_code;
+  if (metadata.playout_offset_ms !== undefined) line += ' playout_offset_ms=' + metadata.playout_offset_ms;
   if (detail) line += ' (' + forLog(detail, 100) + ')';
   log(line + (told ? '; agent told' : '; agent not told (gone)'));
   return told;
@@ -711,16 +797,93 @@ function resolveVoice(name) {
 // --- the agent --------------------------------------------------------------------------------
 
 /**
- * The agent's WebSocket failed or closed without us closing it. While transferring, the transfer
- * carries on and its own outcome decides the call: a bridge as usual, or, since nobody can take
- * the caller back, the spoken apology and a hang-up. Outcomes are no longer sent.
+ * The agent's WebSocket failed or closed without us closing it; `code` is the close code (null
+ * for Cartesia.AgentsEvents.WebSocketError). Outcomes are no longer sent after it.
+ * - A normal close (1000, Cartesia's "call ended by agent") while active keeps the caller for the
+ *   end_call POST that hangs up, at most AGENT_CLOSE_GRACE_MS; while an accepted end_call waits
+ *   for playout, that hang-up goes on as planned.
+ * - Any other close ends the call at once (an end_call waiting for playout hangs up now).
+ * - While transferring, either close lets the transfer carry on and its own outcome decides the
+ *   call: a bridge as usual, or, since nobody can take the caller back, the apology and a hang-up.
  */
-function onAgentLost(what) {
+function onAgentLost(what, code) {
   if (session.agentStopped || session.agentGone) return; // we closed it ourselves, or already known
   session.agentGone = true;
   log('agent ' + what);
-  if (session.phase === 'active' || session.phase === 'starting') endSession('agent disconnected');
-  else if (session.phase === 'transferring') log('the transfer carries on without the agent');
+  const normal = code === NORMAL_CLOSE_CODE;
+  if (session.phase === 'hanging_up') {
+    if (normal) log('the hang-up for end_call ' + session.endCallId + ' goes on as planned');
+    else hangUpForEndCall('the agent is gone');
+  } else if (session.phase === 'active' && normal) {
+    session.phase = 'closing';
+    log('keeping the caller up to ' + AGENT_CLOSE_GRACE_MS / 1000 + ' s for the end_call request');
+    session.hangupTimer = setTimeout(() => endSession('agent closed the call; no hang-up request'), AGENT_CLOSE_GRACE_MS);
+  } else if (session.phase === 'active' || session.phase === 'starting') {
+    endSession('agent disconnected');
+  } else if (session.phase === 'transferring') {
+    log('the transfer carries on without the agent');
+  }
+}
+
+// --- end_call and the agent's audio -------------------------------------------------------------
+
+/**
+ * An accepted end_call (inside the HTTP handler, which answers at once). With the playout guard on
+ * and the agent's audio playing at VoxEngine, the hang-up waits for WebSocketMediaEnded or the
+ * guard's bound, whichever comes first; otherwise it happens now.
+ */
+function acceptEndCall(id) {
+  clearHangupTimer(); // the close grace, if the agent's socket is already gone
+  session.phase = 'hanging_up';
+  session.endCallId = id;
+  const options = session.hangupOptions;
+  if (!options.playoutGuard || !session.media.playing) {
+    hangUpForEndCall('end_call requested by the agent');
+    return;
+  }
+  log('end_call ' + id + ': the agent\'s audio is playing; hanging up when it ends, at most ' + options.playoutGuardMaxMs / 1000 + ' s');
+  session.hangupTimer = setTimeout(() => {
+    session.hangupTimer = null;
+    hangUpForEndCall('end_call requested by the agent (playout guard bound reached)');
+  }, options.playoutGuardMaxMs);
+}
+
+/**
+ * Hangs the caller up for the accepted end_call. Just before, while the agent is connected, it is
+ * told `completed` with the playout offset of this hang-up (the effect time is now: endSession
+ * hangs the caller up in the same handler).
+ */
+function hangUpForEndCall(reason) {
+  if (session.phase !== 'hanging_up') return;
+  const id = session.endCallId;
+  endSession(reason, 'cancelled', () => {
+    const offset = playoutOffsetMs(session.media, Date.now());
+    sendOutcome(outcomeMetadata(id, 'end_call', 'completed', { playoutOffsetMs: offset }), 'end_call', null);
+  });
+}
+
+/**
+ * Cartesia.Events.WebSocketMediaStarted: "Triggered when the audio stream sent by a third party
+ * through a Cartesia WebSocket starts playing" (Voximplant's Cartesia Events reference). The
+ * events are delivered to AgentsClient.addEventListener ("Adds a handler for the specified
+ * Cartesia.AgentsEvents or Cartesia.Events event", AgentsClient reference).
+ * ASSUMPTION: one agent stream per client (the events' optional `tag` is not used).
+ */
+function onMediaStarted() {
+  session.media.playing = true;
+}
+
+/**
+ * Cartesia.Events.WebSocketMediaEnded: "Triggered after the end of the audio stream ... (1 second
+ * of silence)": the audio stopped MEDIA_ENDED_SILENCE_MS before now. A guarded hang-up goes now.
+ */
+function onMediaEnded() {
+  session.media.playing = false;
+  session.media.lastEndedAtMs = Date.now();
+  if (session.phase === 'hanging_up' && session.hangupTimer !== null) {
+    clearHangupTimer();
+    hangUpForEndCall('end_call requested by the agent (its audio ended)');
+  }
 }
 
 // --- control requests ---------------------------------------------------------------------------
@@ -738,7 +901,7 @@ const handleControlRequest = createControlHandler({
   agentInControl: agentInControl,
   transferUnderWay: () => session.phase === 'transferring',
   perform(command) {
-    if (command.action === 'end_call') endSession('end_call requested by the agent', 'cancelled');
+    if (command.action === 'end_call') acceptEndCall(command.id);
     else if (command.action === 'call_transfer') startTransfer(command.id, command.summary);
   },
 });
@@ -837,6 +1000,10 @@ async function connectAgent(e) {
   options.problems.forEach(log);
   options.whisperVoice = resolveVoice(options.whisperVoiceName);
   session.transferOptions = options;
+  const hangup = readHangupOptions(settings);
+  hangup.problems.forEach(log);
+  session.hangupOptions = hangup;
+  log('hang-up: playout guard ' + (hangup.playoutGuard ? 'on (at most ' + hangup.playoutGuardMaxMs / 1000 + ' s)' : 'off'));
   log('transfer: ring timeout ' + options.ringTimeoutMs / 1000 + ' s, whisper ' +
     (options.whisper ? 'on (timeout ' + options.whisperTimeoutMs / 1000 + ' s, voice ' + (options.whisperVoice ? forLog(options.whisperVoiceName, 80) : 'default') + ')' : 'off'));
   if (settings.controlSecret) checkHmacPrimitive();
@@ -846,7 +1013,7 @@ async function connectAgent(e) {
     apiKey: settings.apiKey,
     agentId: settings.agentId,
     cartesiaVersion: CARTESIA_VERSION,
-    onWebSocketClose: (event) => onAgentLost('WebSocket closed (' + forLog(event && event.code, 10) + ')'),
+    onWebSocketClose: (event) => onAgentLost('WebSocket closed (' + forLog(event && event.code, 10) + ')', event ? event.code : null),
   });
   session.agent = client;
   if (session.phase !== 'starting') {
@@ -855,14 +1022,18 @@ async function connectAgent(e) {
   }
   // The agent asks to drop the audio it has queued when the caller barges in.
   client.addEventListener(Cartesia.AgentsEvents.Clear, () => safely('clear agent audio', () => client.clearMediaBuffer()));
-  client.addEventListener(Cartesia.AgentsEvents.WebSocketError, () => onAgentLost('WebSocket error'));
+  client.addEventListener(Cartesia.AgentsEvents.WebSocketError, () => onAgentLost('WebSocket error', null));
+  client.addEventListener(Cartesia.Events.WebSocketMediaStarted, onMediaStarted);
+  client.addEventListener(Cartesia.Events.WebSocketMediaEnded, onMediaEnded);
   VoxEngine.sendMediaBetween(e.call, client);
   session.agentBridged = true;
   client.start({
     metadata: {
       vox_session_control_url: session.controlUrl,
-      caller: e.callerid,
-      callee: e.destination,
+      // As Cartesia's Calls API reads the start event (cartesia-ai/docs web-calls.mdx: `from`,
+      // `to`) and as Voximplant's published Cartesia scenario sends them.
+      from: e.callerid,
+      to: e.destination,
     },
   });
   session.phase = 'active';

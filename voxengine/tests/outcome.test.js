@@ -32,7 +32,11 @@ const transfer = (rt, id = newId(), summary = SUMMARY) => rt.control({ id, actio
 const endCall = (rt, id = newId()) => rt.control({ id, action: 'end_call' });
 const phase = (rt) => rt.evaluate('session.phase');
 const indexOf = (rt, type, filter = {}) => rt.effects.findIndex((e) => e.type === type && Object.entries(filter).every(([k, v]) => e[k] === v));
-const outcome = (id, status, extra = {}) => Object.assign({ vox_event: 'action_outcome', id, action: 'call_transfer', status }, extra);
+const endCallCompleted = (id, offset = null) =>
+  ({ vox_event: 'action_outcome', id, action: 'end_call', status: 'completed', playout_offset_ms: offset });
+// `connected` carries playout_offset_ms; without media events in these tests it is null (unknown).
+const outcome = (id, status, extra = {}) =>
+  Object.assign({ vox_event: 'action_outcome', id, action: 'call_transfer', status }, status === 'connected' ? { playout_offset_ms: null } : {}, extra);
 const saidTo = (rt, leg) => rt.effects.filter((e) => e.type === 'say' && e.leg === leg).map((e) => e.text);
 const heardBy = (rt, leg) => rt.audio.filter((a) => a.leg === leg).map((a) => a.source);
 
@@ -336,13 +340,14 @@ test('outcome: end_call while the target rings → failed cancelled before the a
   await rt.settle();
   assert.deepEqual(endCall(rt, 'end-1'), { ok: true, id: 'end-1', action: 'end_call' });
   await rt.settle();
-  assert.deepEqual(rt.outcomes(), [outcome(id, 'ringing'), outcome(id, 'failed', { reason: 'cancelled' })]);
+  // The transfer's cancellation first, then end_call's own `completed` (no media events: offset unknown).
+  assert.deepEqual(rt.outcomes(), [outcome(id, 'ringing'), outcome(id, 'failed', { reason: 'cancelled' }), endCallCompleted('end-1')]);
   assert.ok(indexOf(rt, 'agentCustom', {}) < indexOf(rt, 'agentClose'));
   assert.equal(rt.count('hangup', { leg: 'consult' }), 1);
   assert.equal(rt.count('hangup', { leg: 'caller' }), 1);
   await rt.advance(61000);
   assert.equal(rt.count('terminate'), 1);
-  assert.equal(rt.outcomes().length, 2);
+  assert.equal(rt.outcomes().length, 3);
   assertClean(rt);
 });
 
@@ -356,7 +361,9 @@ test('outcome: end_call or the caller hanging up during the whisper ends the tra
     if (how === 'end_call') endCall(rt);
     else rt.caller.remoteHangup();
     await rt.settle();
-    assert.deepEqual(rt.outcomes(), [outcome(id, 'failed', { reason })], how);
+    const transferOutcomes = rt.outcomes().filter((o) => o.action === 'call_transfer');
+    assert.deepEqual(transferOutcomes, [outcome(id, 'failed', { reason })], how);
+    assert.equal(rt.outcomes().length, how === 'end_call' ? 2 : 1, how);
     assert.equal(rt.count('hangup', { leg: 'consult' }), 1, how);
     assert.equal(rt.count('sendMediaBetween', { b: 'consult' }), 0, how);
     await rt.advance(60000);
@@ -628,6 +635,11 @@ test('helpers: failure reasons and sip codes map as the contract says', () => {
   for (const bad of [undefined, null, true, 'abc', 4.86, 99, 700, NaN, {}, 'toString']) assert.equal(sipCodeOf(bad), null, String(bad));
   assert.equal(reasonFor(sipCodeOf('constructor')), 'error');
   const metadata = rt.evaluate('outcomeMetadata');
-  assert.deepEqual({ ...metadata('a', 'ringing', 'busy', 486) }, outcome('a', 'ringing'), 'reason and sip_code only with failed');
-  assert.deepEqual({ ...metadata('a', 'failed', 'busy', null) }, outcome('a', 'failed', { reason: 'busy' }));
+  const failure = { reason: 'busy', sipCode: 486, playoutOffsetMs: 5 };
+  assert.deepEqual({ ...metadata('a', 'call_transfer', 'ringing', failure) }, outcome('a', 'ringing'), 'reason and sip_code only with failed');
+  assert.deepEqual({ ...metadata('a', 'call_transfer', 'failed', { reason: 'busy', sipCode: null }) }, outcome('a', 'failed', { reason: 'busy' }));
+  assert.deepEqual({ ...metadata('a', 'call_transfer', 'connected', failure) }, outcome('a', 'connected', { playout_offset_ms: 5 }), 'the offset only with connected / completed');
+  assert.deepEqual({ ...metadata('e', 'end_call', 'completed', { playoutOffsetMs: null }) }, {
+    vox_event: 'action_outcome', id: 'e', action: 'end_call', status: 'completed', playout_offset_ms: null,
+  });
 });

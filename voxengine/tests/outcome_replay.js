@@ -164,7 +164,15 @@ async function replayOutcomeCase(kase) {
   }
   await rt.advance(t0 + untilOf(kase) - rt.nowMs);
 
-  const sent = rt.outcomes();
+  // expect.outcomes lists the transfer's outcomes; the only other one allowed is the `completed`
+  // of a scripted end_call (docs/control-contract.md, "The call chain").
+  const sent = rt.outcomes().filter((o) => o && o.id === TRANSFER_ID);
+  for (const other of rt.outcomes().filter((o) => !(o && o.id === TRANSFER_ID))) {
+    const scripted = script.some((e) => e.event === 'end_call');
+    if (!(scripted && other.id === END_CALL.id && other.action === 'end_call' && other.status === 'completed')) {
+      problems.push(`an outcome that is neither the transfer's nor the end_call's completed: ${JSON.stringify(other)}`);
+    }
+  }
   const targetLegs = new Set(rt.consults.map((leg) => leg.name));
   const whispers = rt.effects.filter((x) => x.type === 'say' && targetLegs.has(x.leg)).map((x) => x.text);
   if (whispers.length > 1) problems.push(`more than one thing was said to the target: ${JSON.stringify(whispers)}`);

@@ -63,7 +63,7 @@ test('setup: answers, creates the agent from ApplicationStorage, bridges media, 
   assert.equal(rt.count('sendMediaBetween', { a: 'caller', b: 'agent' }), 1);
   const started = rt.effects.find((e) => e.type === 'agentStart').parameters;
   assert.deepEqual(JSON.parse(JSON.stringify(started)), {
-    metadata: { vox_session_control_url: CONTROL_URL, caller: CALLER, callee: CALLEE },
+    metadata: { vox_session_control_url: CONTROL_URL, from: CALLER, to: CALLEE },
   });
   assert.ok(indexOf(rt, 'answer') < indexOf(rt, 'createAgentsClient'));
   assert.ok(indexOf(rt, 'sendMediaBetween') < indexOf(rt, 'agentStart'));
