@@ -202,6 +202,7 @@ class CallLab:
         call_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         timeline: Timeline | None = None,
+        event_ids: bool = True,  # False: a harness that sends no `event_id` (the SDK's option)
     ) -> AsyncIterator[HarnessSimulator]:
         """One simulated call; `metadata` replaces the default (what voxengine/scenario.js sends)."""
         meta = dict(metadata) if metadata is not None else self.emulator.start_metadata(session)
@@ -213,6 +214,7 @@ class CallLab:
             close_after_end_call=close_after_end_call,
             timeline=timeline,
             call_id=call_id or f"lab-{session}",
+            event_ids=event_ids,
         ) as sim:
             # The emulated scenario reaches this call's agent as VoxEngine reaches it through
             # Cartesia: custom events, and closing the client (the harness then ends the call).

@@ -33,7 +33,8 @@ Text for a closed turn opens the next one, played after it. Timeline kinds recor
   (``by``: ``app``, ``caller``, ``end_call``, ...).
 
 Each sent input carries a unique ``event_id`` (in the event's detail); the app echoes it as
-``responding_to`` and uses it as the id of the event the agent sees.
+``responding_to`` and uses it as the id of the event the agent sees. With ``event_ids=False`` the
+harness sends none, as the SDK allows (the app then generates the ids itself).
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class HarnessSimulator:
         close_after_end_call: CloseAfterEndCall,
         timeline: Timeline,
         send_timeout_s: float = 5.0,
+        event_ids: bool = True,
     ) -> None:
         self.timeline = timeline
         self.tts = tts
@@ -217,6 +219,8 @@ class HarnessSimulator:
         self._seq = 0
         self._closed = False
         self._last_user_idle_id: str | None = None
+        self._last_user_idle_at: float | None = None
+        self._event_ids = event_ids
 
     # ---- lifecycle ----
 
@@ -238,6 +242,7 @@ class HarnessSimulator:
         system_prompt: str | None = None,
         introduction: str | None = None,
         connect_timeout_s: float = 5.0,
+        event_ids: bool = True,
     ) -> AsyncIterator[HarnessSimulator]:
         """Connect, send ``start``, and run the simulator until the block exits.
 
@@ -257,6 +262,7 @@ class HarnessSimulator:
                     profile=profile,
                     close_after_end_call=close_after_end_call,
                     timeline=timeline,
+                    event_ids=event_ids,
                 )
                 start = start_message(
                     metadata=metadata,
@@ -413,9 +419,11 @@ class HarnessSimulator:
 
     # ---- internals: sending ----
 
-    def _next_id(self) -> str:
+    def _next_id(self) -> str | None:
+        """A unique `event_id`, or None when this harness sends none (the SDK makes it optional
+        and then generates `responding_to` ids itself: `line/_harness_types.py`)."""
         self._seq += 1
-        return f"sim-{self._seq}"
+        return f"sim-{self._seq}" if self._event_ids else None
 
     async def _send(self, message: BaseModel, kind: str, detail: Mapping[str, Any]) -> bool:
         """Record and send one input message; False if the socket is closed.
@@ -705,6 +713,7 @@ class HarnessSimulator:
             TranscriptionInput(content=text, event_id=self._next_id()), "user_text_sent", {"text": text}
         )
         idle_id = self._next_id()
+        self._last_user_idle_at = now()
         await self._send(UserStateInput(value="idle", event_id=idle_id), "user_turn_ended", {"text": text})
         self._last_user_idle_id = idle_id
         if interrupted is not None and interrupted.started and stale_idle_delay_s is not None:
@@ -729,8 +738,10 @@ class HarnessSimulator:
         )
 
     def _answered(self) -> bool:
-        if self._last_user_idle_id is None:
+        if self._last_user_idle_at is None:
             return bool(self.timeline.of_kind("response_end"))
+        if self._last_user_idle_id is None:  # no event ids: any answer since the caller's turn
+            return bool(self.timeline.of_kind("response_end", since=self._last_user_idle_at))
         return (
             self.timeline.first(
                 "response_end", where=lambda e: e.detail.get("responding_to") == self._last_user_idle_id

@@ -9,6 +9,13 @@ origin is replaced by the emulator's). Each action the recording asked for (a to
 fired while its confirmation played (early), never accepted (lost), or on time, with its offset
 from the recorded end of the confirming turn.
 
+The agent's replies are rebuilt without relying on `event_id` (the SDK makes it optional, and
+then generates the `responding_to` ids itself): each caller turn (its `user_state: idle`) is
+paired with the first group of outputs sharing a `responding_to` (or, without one, the outputs)
+that began after it and before the caller's next turn, in time order. A recording whose replies
+cannot be rebuilt so (a telephony tool call that falls in no caller turn's reply) raises
+`CannotRebuild`; a file that is missing or is not a recording, `NotARecording`.
+
 What the recording cannot tell, so the replay assumes: the caller stopped hearing a turn at its
 recorded `idle`, or when the caller started talking over it; the tools' own speech is ours
 (`agent.prompt`), so it is taken out of the text rebuilt for the LLM; the LLM took as long to
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,12 +47,23 @@ from lab.results import CallResult
 from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from lab.timeline import Timeline, now
 
-__all__ = ["Recording", "ReplayResult", "load_recording", "replay"]
+__all__ = ["CannotRebuild", "NotARecording", "Recording", "ReplayResult", "load_recording", "replay"]
 
 ACTIONS = ("end_call", "call_transfer")
 CONTROL_URL_KEY = "vox_session_control_url"
 TOOL_SPEECH = (prompt.TRANSFER_CONFIRMATION, prompt.UNAVAILABLE)  # what our tools say themselves
 OUTCOME_TIMEOUT_S = 30.0
+
+
+class NotARecording(ValueError):
+    """The file is missing, unreadable, or not a `VOX_RECORD_DIR` recording (one line)."""
+
+
+class CannotRebuild(ValueError):
+    """The recording is one, but the agent's replies cannot be rebuilt from it."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"could not rebuild the agent's replies: {why}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,7 @@ class Recording:
     def start(self) -> dict[str, Any]:
         first = self.frames[0].msg if self.frames else None
         if not isinstance(first, dict) or first.get("type") != "start":
-            raise ValueError(f"{self.path}: the first frame is not the harness's start message")
+            raise NotARecording(f"{self.path}: not a recording (the first frame is not the harness's start)")
         return first
 
     def inputs(self) -> list[Frame]:
@@ -76,39 +94,66 @@ class Recording:
 
     def asked_actions(self) -> list[str]:
         """The telephony tools the agent called, in order."""
-        return [
-            str(f.msg["name"])
-            for f in self.outputs()
-            if f.msg.get("type") == "tool_call"
-            and f.msg.get("result") is None
-            and f.msg.get("name") in ACTIONS
-        ]
+        return [str(f.msg["name"]) for f in self.outputs() if _asks_action(f)]
 
     def llm_replies(self) -> list[LlmReply]:
-        """One scripted reply per caller turn the agent answered, rebuilt from its outputs."""
+        """One scripted reply per caller turn the agent answered, rebuilt from its outputs
+        (see the module docstring); `CannotRebuild` when a telephony tool call is left over."""
         inputs = self.inputs()
+        idles = [n for n, f in enumerate(inputs) if _is_user_state(f, "idle")]
+        outputs = self.outputs()
         replies: list[LlmReply] = []
-        for n, frame in enumerate(inputs):
-            msg = frame.msg
-            if msg.get("type") != "user_state" or msg.get("value") != "idle" or not msg.get("event_id"):
-                continue
-            task = [f for f in self.outputs() if f.msg.get("responding_to") == msg["event_id"]]
-            replies.append(_reply(task, _turn_words(inputs, n)))
+        paired = 0
+        for i, n in enumerate(idles):
+            until = inputs[idles[i + 1]].s if i + 1 < len(idles) else float("inf")
+            task = _first_reply(f for f in outputs if inputs[n].s <= f.s < until)
+            if task:
+                paired += sum(1 for f in task if _asks_action(f))
+                replies.append(_reply(task, _turn_words(inputs, n)))
+        asked = len(self.asked_actions())
+        if paired != asked:
+            raise CannotRebuild(
+                f"{asked - paired} of {asked} telephony tool calls follow no caller turn "
+                f"({len(idles)} caller turns in {self.path.name})"
+            )
         return replies
 
 
 def load_recording(path: str | Path) -> Recording:
-    """Read a `VOX_RECORD_DIR` file; a clear ValueError for anything else."""
+    """Read a `VOX_RECORD_DIR` file; `NotARecording` (one line) for anything else."""
     path = Path(path)
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         header, *rows = [json.loads(line) for line in lines]
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a recording ({exc})") from None
+    except OSError as exc:
+        raise NotARecording(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:  # JSON, UTF-8, or an empty file
+        raise NotARecording(f"{path}: not a recording ({str(exc).splitlines()[0]})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a recording (no {FORMAT} header)")
-    frames = tuple(Frame(float(r["ms"]) / 1000, str(r["dir"]), r["msg"]) for r in rows)
-    return Recording(path, str(header.get("call_id") or path.stem), frames)
+        raise NotARecording(f"{path}: not a recording (no {FORMAT} header)")
+    try:
+        frames = tuple(Frame(float(r["ms"]) / 1000, str(r["dir"]), dict(r["msg"])) for r in rows)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NotARecording(f"{path}: not a recording (a frame is malformed: {exc!r})") from None
+    recording = Recording(path, str(header.get("call_id") or path.stem), frames)
+    recording.start  # noqa: B018  (checked now: a file without it is no recording)
+    return recording
+
+
+def _asks_action(frame: Frame) -> bool:
+    msg = frame.msg
+    return bool(msg.get("type") == "tool_call" and msg.get("result") is None and msg.get("name") in ACTIONS)
+
+
+def _first_reply(outputs: Iterable[Frame]) -> list[Frame]:
+    """The first reply among `outputs` (in time order): the outputs sharing the first
+    `responding_to` that carries something said or a tool call; without `responding_to`, all."""
+    frames = list(outputs)
+    for frame in frames:
+        if frame.msg.get("type") in ("message", "tool_call"):
+            key = frame.msg.get("responding_to")
+            return [f for f in frames if f.msg.get("responding_to") == key]
+    return []
 
 
 def _turn_words(inputs: Sequence[Frame], n: int) -> str:
@@ -268,10 +313,11 @@ async def replay(
     """Play `path` against the current app in a fresh lab (`settings`: the app's, as in
     `CallLab`; `faults`: VoxEngine's); see the module docstring."""
     recording = load_recording(path)
+    replies = recording.llm_replies()  # before anything runs: a recording we cannot rebuild says so
     await warm_up_llm_client()
     start = dict(recording.start)
     asked = recording.asked_actions()
-    async with CallLab(recording.llm_replies(), settings=settings, faults=faults) as lab:
+    async with CallLab(replies, settings=settings, faults=faults) as lab:
         metadata = dict(start.get("metadata") or {})
         if CONTROL_URL_KEY in metadata:
             metadata[CONTROL_URL_KEY] = lab.emulator.control_url()

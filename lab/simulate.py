@@ -2,6 +2,10 @@
 
 No keys, no network: the real app runs on loopback against a scripted LLM, a simulated Cartesia
 harness that plays speech at a set pace, and a VoxEngine emulator.
+
+Exit status of `--replay FILE`: 0 every action the recording asked for fired on time; 1 one fired
+while the agent was speaking, or was lost (a timing regression); 3 the agent's replies could not
+be rebuilt from the recording; 4 FILE is missing or is not a recording; 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from agent.settings import Settings
 from lab.faults import FAULT_KINDS, Fault, FaultPlan
 from lab.harness_profile import FAITHFUL, PROFILES
 from lab.plot import plot_call
-from lab.replay import replay
+from lab.replay import CannotRebuild, NotARecording, replay
 from lab.results import CallResult
 from lab.scenarios import CATALOGUE, DEFAULT_SCENARIOS, Policy, Scenario, run_scenario
 from lab.tts_model import TtsModel
@@ -103,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         metavar="FILE",
         type=Path,
-        help="replay a recorded call (VOX_RECORD_DIR) against the current app; exit 1 if an "
-        "action fired during speech or was lost",
+        help="replay a recorded call (VOX_RECORD_DIR) against the current app; exit status 0 on "
+        "time, 1 an action fired during speech or was lost, 3 the agent's replies could not be "
+        "rebuilt from it, 4 FILE is missing or not a recording",
     )
     p.add_argument("--verbose", action="store_true", help="show the app's own logs")
     return p
@@ -158,14 +163,24 @@ async def run(args: argparse.Namespace, tracing: TracingObserverFactory | None =
     return results
 
 
+EXIT_TIMING, EXIT_CANNOT_REBUILD, EXIT_NOT_A_RECORDING = 1, 3, 4
+
+
 async def run_replay(args: argparse.Namespace) -> int:
-    result = await replay(args.replay)
+    try:
+        result = await replay(args.replay)
+    except NotARecording as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_NOT_A_RECORDING
+    except CannotRebuild as exc:
+        print(f"replay of {args.replay}: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_REBUILD
     print(f"\n== replay of {args.replay} ==", flush=True)
     print(result.report(), flush=True)
     if args.plot:
         path = plot_call(result.call, args.plot, title=f"replay of {args.replay.name}")
         print(f"  plot: {path}", flush=True)
-    return 1 if result.problems else 0
+    return EXIT_TIMING if result.problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
