@@ -41,6 +41,20 @@
  * - VoiceList: a few entries of the typings' VoiceList namespaces; a Voice is an opaque object
  *   (`declare class Voice {}`), here {voice: '<path>'}.
  *
+ * The agent's audio and its socket (issue #17; "ASSUMPTION" where the docs are silent):
+ * - Cartesia.Events.WebSocketMediaStarted "Triggered when the audio stream sent by a third party
+ *   through a Cartesia WebSocket starts playing" and WebSocketMediaEnded "after the end of the audio
+ *   stream ... (1 second of silence)" (Voximplant's Cartesia Events reference), delivered to
+ *   AgentsClient.addEventListener ("Adds a handler for the specified Cartesia.AgentsEvents or
+ *   Cartesia.Events event"). Tests drive the audio with audioStarts() / audioStops(): Started fires
+ *   when audio starts after an Ended (or first), Ended fires 1000 ms (fake time) after the audio
+ *   stops. ASSUMPTION: audio resuming within that second is the same stream (no new Started, no Ended).
+ * - ASSUMPTION: buffered audio keeps playing, and its events keep coming, after Cartesia closes the
+ *   socket; after the scenario's own close() nothing more is delivered.
+ * - Cartesia closes with code 1000, reason "call ended by agent", when the agent ends the call
+ *   (Cartesia's Calls API, web-calls.mdx): remoteClose(1000, 'call ended by agent'); any other code
+ *   is an abnormal close (default 1006).
+ *
  * `violations` collects what the real platform would punish or what the scenario promises never
  * to do: terminate twice, hang up a leg twice or after it ended, close the agent twice, use the
  * API after terminate.
@@ -86,6 +100,9 @@ const CartesiaEvents = Object.freeze({
   WebSocketMediaStarted: 'Cartesia.Events.WebSocketMediaStarted',
   WebSocketMediaEnded: 'Cartesia.Events.WebSocketMediaEnded',
 });
+
+/** WebSocketMediaEnded comes after "1 second of silence" (Voximplant's Cartesia Events reference). */
+const MEDIA_ENDED_SILENCE_MS = 1000;
 
 const Modules = Object.freeze({ Cartesia: 'Cartesia', ApplicationStorage: 'ApplicationStorage' });
 
@@ -278,6 +295,9 @@ class FakeAgentsClient extends Emitter {
     this.closedByScenario = false;
     this.socketClosed = false;
     this.started = false;
+    this.audioOn = false; // the agent's audio is playing at VoxEngine now
+    this.mediaStream = false; // between WebSocketMediaStarted and WebSocketMediaEnded
+    this._endedTimer = null;
   }
 
   id() { return 'agent-id'; }
@@ -318,6 +338,31 @@ class FakeAgentsClient extends Emitter {
   /** Cartesia (or the network) closes the WebSocket. */
   remoteClose(code = 1006, reason = 'abnormal closure') {
     this._socketClose(code, reason);
+  }
+
+  /** The agent's audio starts playing at VoxEngine (WebSocketMediaStarted unless its stream is still open). */
+  audioStarts() {
+    if (this.closedByScenario || this.audioOn) return false;
+    this.audioOn = true;
+    if (this._endedTimer !== null) this._runtime._cancel(this._endedTimer);
+    this._endedTimer = null;
+    if (!this.mediaStream) {
+      this.mediaStream = true;
+      this.fire(CartesiaEvents.WebSocketMediaStarted, {});
+    }
+    return true;
+  }
+
+  /** The agent's audio stops: WebSocketMediaEnded 1 s later, unless audio starts again first. */
+  audioStops() {
+    if (this.closedByScenario || !this.audioOn) return false;
+    this.audioOn = false;
+    this._endedTimer = this._runtime._schedule(() => {
+      this._endedTimer = null;
+      this.mediaStream = false;
+      if (!this.closedByScenario) this.fire(CartesiaEvents.WebSocketMediaEnded, {});
+    }, MEDIA_ENDED_SILENCE_MS);
+    return true;
   }
 
   /** A Cartesia.AgentsEvents / Cartesia.Events event from the agent's side. */
@@ -562,6 +607,17 @@ class FakeVoxEngine {
     this._queueItems.push(fn);
   }
 
+  /** A fake timer (the scenario's setTimeout and the fake's own platform timers): its id. */
+  _schedule(fn, ms) {
+    const timer = { id: ++this._timerSeq, seq: this._timerSeq, at: this.nowMs + Math.max(0, Number(ms) || 0), fn };
+    this._timers.push(timer);
+    return timer.id;
+  }
+
+  _cancel(id) {
+    this._timers = this._timers.filter((t) => t.id !== id);
+  }
+
   /** Calls a scenario handler the way the platform would: errors are recorded, not thrown. */
   _invoke(fn, payload) {
     let value;
@@ -640,12 +696,10 @@ class FakeVoxEngine {
       },
       setTimeout(fn, ms) {
         if (typeof fn !== 'function') throw new Error('setTimeout needs a function');
-        const timer = { id: ++rt._timerSeq, seq: rt._timerSeq, at: rt.nowMs + Math.max(0, Number(ms) || 0), fn };
-        rt._timers.push(timer);
-        return timer.id;
+        return rt._schedule(fn, ms);
       },
       clearTimeout(id) {
-        rt._timers = rt._timers.filter((t) => t.id !== id);
+        rt._cancel(id);
       },
     };
   }
@@ -653,4 +707,5 @@ class FakeVoxEngine {
 
 module.exports = {
   FakeVoxEngine, AppEvents, CallEvents, AgentsEvents, CartesiaEvents, VoiceList, CONTROL_URL, SCENARIO_STORAGE, hmacHex,
+  MEDIA_ENDED_SILENCE_MS,
 };
