@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from lab.control_host import lab_client
 from lab.faults import Fault, FaultPlan
 from lab.tls import LAB_CONTROL_HOST
-from lab.voxengine_emulator import MAX_BODY_BYTES, VoxEngineEmulator, sign_body
+from lab.voxengine_emulator import MAX_BODY_BYTES, AgentLink, PlayoutGuard, VoxEngineEmulator, sign_body
 
 pytestmark = pytest.mark.anyio
 
@@ -795,3 +795,97 @@ async def test_an_overrun_handler_is_cut_at_the_callback_limit_without_effect(
         }
     assert 0.2 - 0.01 <= elapsed < 2.0
     assert [e.id for e in emu.effects] == ["o1"]
+
+
+# ---- the hang-up chain (docs/control-contract.md "The hang-up chain") ----
+
+
+class ChainAgent:
+    """The agent's side as the emulated scenario reaches it: outcome events, and a close."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, dict[str, Any]]] = []
+
+    async def custom(self, metadata: dict[str, Any]) -> None:
+        self.events.append((time.perf_counter(), metadata))
+
+    async def close(self) -> None:
+        pass
+
+
+async def post_end_call(emu: VoxEngineEmulator, action_id: str = "bye-1") -> None:
+    async with lab_client() as client:
+        response = await client.post(
+            emu.control_url(),
+            json={"id": action_id, "action": "end_call"},
+            headers={"x-idempotency-key": action_id},
+        )
+    assert response.json()["ok"] is True
+
+
+async def test_the_guard_holds_the_hang_up_until_the_agents_audio_ended_at_voxengine() -> None:
+    agent = ChainAgent()
+    async with VoxEngineEmulator(playout_lag_s=0.15, guard=PlayoutGuard(on=True, max_s=3.0)) as emu:
+        emu.link_agent("s1", AgentLink(custom=agent.custom, close=agent.close))
+        stopped = time.perf_counter()
+        emu.agent_audio("s1", started_at=stopped - 1.0, stopped_at=stopped)  # the harness's goodbye
+        await post_end_call(emu)
+        [hang_up] = await emu.wait_for_hang_ups(1, timeout=5)
+    ended = stopped + 0.15 + 1.0  # audio end at VoxEngine + the connector's 1 s of silence
+    assert hang_up.why == "end_call" and hang_up.time >= ended - 0.01
+    assert hang_up.playout_offset_ms is not None and 1000 <= hang_up.playout_offset_ms < 1300
+    [(told_at, completed)] = agent.events
+    assert told_at <= hang_up.time + 0.01  # just before the hang-up, while the agent is connected
+    assert completed == {
+        "vox_event": "action_outcome", "id": "bye-1", "action": "end_call", "status": "completed",
+        "playout_offset_ms": hang_up.playout_offset_ms,
+    }  # fmt: skip
+    assert emu.media().playout(hang_up.time).cut_s == 0.0  # nothing of the goodbye was cut
+
+
+async def test_without_the_guard_the_hang_up_is_at_once_and_its_offset_unknown() -> None:
+    agent = ChainAgent()
+    async with VoxEngineEmulator(playout_lag_s=0.4, guard=PlayoutGuard(on=False)) as emu:
+        emu.link_agent("s1", AgentLink(custom=agent.custom, close=agent.close))
+        stopped = time.perf_counter()
+        emu.agent_audio("s1", started_at=stopped - 1.0, stopped_at=stopped)
+        await post_end_call(emu)
+        [hang_up] = await emu.wait_for_hang_ups(1, timeout=5)
+    assert hang_up.time - hang_up.requested_at < 0.2
+    assert hang_up.playout_offset_ms is None  # still playing as far as VoxEngine could tell
+    assert agent.events[0][1]["playout_offset_ms"] is None  # null, never a guess
+    cut = emu.media().playout(hang_up.time).cut_s
+    assert cut is not None and cut > 0.1  # the buffered end of the goodbye never played
+
+
+async def test_the_guard_is_bounded_when_the_audio_never_ends() -> None:
+    async with VoxEngineEmulator(guard=PlayoutGuard(on=True, max_s=0.3)) as emu:
+        emu.agent_audio("s1", started_at=time.perf_counter())
+        await post_end_call(emu)
+        [hang_up] = await emu.wait_for_hang_ups(1, timeout=5)
+    assert 0.3 <= hang_up.time - hang_up.requested_at < 1.0
+    assert hang_up.playout_offset_ms is None
+
+
+async def test_a_normal_close_keeps_the_caller_for_the_hang_up_request() -> None:
+    async with VoxEngineEmulator(agent_close_grace_s=3.0) as emu:
+        emu.agent_closed("s1", 1000)  # Cartesia: "call ended by agent"
+        assert not emu.session_ended("s1")
+        await post_end_call(emu)  # performed although the agent's socket is gone
+        [hang_up] = await emu.wait_for_hang_ups(1, timeout=5)
+    assert hang_up.why == "end_call" and emu.custom_events == []  # nobody to tell
+
+
+async def test_a_normal_close_with_no_hang_up_request_strands_nobody() -> None:
+    async with VoxEngineEmulator(agent_close_grace_s=0.3) as emu:
+        emu.agent_closed("s1", 1000)
+        [hang_up] = await emu.wait_for_hang_ups(1, timeout=5)
+    assert hang_up.why == "agent_closed" and 0.3 <= hang_up.time - hang_up.requested_at < 1.0
+
+
+async def test_an_abnormal_close_ends_the_call_at_once() -> None:
+    async with VoxEngineEmulator() as emu:
+        emu.agent_closed("s1", 1006)
+        assert emu.session_ended("s1")
+        [hang_up] = emu.hang_ups
+    assert hang_up.why == "agent_lost"
