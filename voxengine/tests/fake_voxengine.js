@@ -539,6 +539,11 @@ class FakeVoxEngine {
     return this.effects.filter((e) => e.type === type && Object.entries(filter).every(([k, v]) => e[k] === v)).length;
   }
 
+  /** The fake-clock times at which `leg` was hung up (by the scenario). */
+  hangupTimes(leg = 'caller') {
+    return this.effects.filter((e) => e.type === 'hangup' && e.leg === leg).map((e) => e.at);
+  }
+
   pendingTimers() {
     return this._timers.length;
   }
@@ -563,7 +568,7 @@ class FakeVoxEngine {
 
   _effect(type, details) {
     if (this.terminated) this._violation(`${type} after VoxEngine.terminate()`);
-    this.effects.push(Object.assign({ type }, details));
+    this.effects.push(Object.assign({ type, at: this.nowMs }, details));
   }
 
   _maybeThrow(api) {
