@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 
 from bench.alignment import run_alignment
+from bench.capacity import run_capacity
 from bench.config import CONFIGS, FULL, QUICK, BenchConfig
 from bench.corpus import make_corpus
 from bench.faults import run_faults
@@ -25,7 +26,7 @@ from bench.report import render
 from bench.results import BenchRun
 from bench.tls_warm import run_tls
 
-SECTIONS = ("alignment", "overhead", "tls", "faults", "lab-tracing", "levers")
+SECTIONS = ("alignment", "overhead", "tls", "faults", "lab-tracing", "levers", "capacity")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +58,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
     progress.say(
         "bench", f"{config.name} run on {machine.cores} cores ({machine.cpu_model}); results in {out}"
     )
-    alignment = overhead = tls = faults = lab_tracing = levers = None
+    alignment = overhead = tls = faults = lab_tracing = levers = capacity = None
     pictures: dict[str, str] = {}
     if "alignment" in sections:
         corpus = make_corpus(
@@ -85,6 +86,8 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         lab_tracing = anyio.run(run_lab_tracing, config, progress)
     if "levers" in sections:
         levers = anyio.run(run_levers, config, progress)
+    if "capacity" in sections:
+        capacity = anyio.run(run_capacity, config, progress)
     return BenchRun(
         config=config,
         machine=machine,
@@ -96,6 +99,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         faults=faults,
         lab_tracing=lab_tracing,
         levers=levers,
+        capacity=capacity,
         plots=pictures,
         load_at_end=load_average(),
     )

@@ -93,14 +93,15 @@ class Tracing:
 
     def __init__(self, endpoint: str | None) -> None:
         import requests
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import SpanExporter
 
         import telemetry
 
         session = requests.Session()
         session.trust_env = False  # loopback only, whatever the environment says
-        otlp = telemetry.OtlpHttpSpanExporter  # the exporter the app's setup builds
-        inner = _Discard() if endpoint is None else otlp(endpoint=endpoint, session=session)
+        # The SDK's OTLP/HTTP exporter, as the app's setup builds it (telemetry.setup).
+        inner = _Discard() if endpoint is None else OTLPSpanExporter(endpoint=endpoint, session=session)
         self.exporter = CountingExporter(inner)
         exporter: SpanExporter = self.exporter  # type: ignore[assignment]
         self.provider = telemetry.create_tracer_provider([exporter], shutdown_on_exit=False)
@@ -133,10 +134,12 @@ class _MarkObserver(CallObserver):
 
 
 async def floor_probes(
-    client: httpx.AsyncClient, origin: str, urls: Sequence[str], delays: Sequence[float]
+    client: httpx.AsyncClient, origins: Sequence[str], urls: Sequence[str], delays: Sequence[float]
 ) -> list[FloorSample]:
-    """Bare POSTs of a control body, one per URL at its delay, on a pooled, warmed client."""
-    await client.head(origin + "/")
+    """Bare POSTs of a control body, one per URL at its delay, on a pooled client warmed to
+    each origin."""
+    for origin in origins:
+        await client.head(origin + "/")
     samples: list[FloorSample] = []
     start = anyio.current_time()
 

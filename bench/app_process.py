@@ -1,13 +1,15 @@
-"""The app under load, in its own process: `TelephonyAgentApp` with the LLM-free agent on
-uvicorn (127.0.0.1), optionally traced, plus a bare pooled httpx client for the floor probes.
+"""The app under load, in its own process: `TelephonyAgentApp` on uvicorn (127.0.0.1) with the
+LLM-free agent, or with the real `LlmAgent` against a scripted LLM (`llm_api_base`), optionally
+traced, plus a bare pooled httpx client for the floor probes.
 It runs as `python main.py` does (`agent.runtime`: event loop, HTTP parser, GC policy) unless
 the options say otherwise, and with `workers` > 1 as several processes on one listening socket,
 as uvicorn's workers run.
 
-The benchmark process plays the outside world (harness simulators, the VoxEngine emulator), so
-the app has a core and an event loop to itself, as in production, and its CPU time and memory
-are its own. Both processes stamp events with `time.perf_counter()`, which on Linux is the
-system-wide monotonic clock, so a harness timestamp and a POST's arrival compare directly.
+The outside world (harness simulators, VoxEngine emulators, the scripted LLM) runs in generator
+processes of its own (`bench.world`), so the app has an event loop to itself, as in production,
+and its CPU time and memory are its own. Every process stamps events with `time.perf_counter()`,
+which on Linux is the system-wide monotonic clock, so a harness timestamp and a POST's arrival
+compare directly.
 
 The parent drives each child over a pipe: `stats`, `mark` (collect, reset the peak RSS), `floor`
 (bare POSTs at given delays), `health` (event-loop lag, GC pauses), `marks` (when each action
@@ -18,8 +20,8 @@ found, how long it took), `stop`.
 from __future__ import annotations
 
 import cProfile
+import dataclasses
 import gc
-import pickle
 import socket
 import time
 from collections.abc import Sequence
@@ -27,18 +29,19 @@ from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import anyio
 import httpx
 
+from agent.app import TelephonyAgentApp
 from agent.control_transport import ControlNetwork, make_control_client
+from agent.conversation import build_llm_agent
 from agent.retry_policy import RetryPolicy
 from agent.runtime import HTTP_PARSER, SERVER_GC, EventLoop, GcPolicy, HttpParser, event_loop
-from bench import app_boot
 from bench.app_instruments import Marks, Tracing, floor_probes, proc_status, reset_peak_rss
+from bench.light_agent import build_tool_driven_agent
 from bench.progress import quiet_logs
 from lab.asgi_server import serve_on_loopback
 from lab.call_lab import lab_settings
@@ -57,8 +60,9 @@ class AppOptions:
     http: HttpParser = HTTP_PARSER
     gc: GcPolicy = SERVER_GC
     workers: int = 1
-    # Run another commit's `agent` package in the app process (bench.baseline); None: this one.
-    agent_source: str | None = None
+    # The real LlmAgent (agent.conversation) against this OpenAI-compatible endpoint (the
+    # scripted LLM); None: the LLM-free agent of bench.light_agent.
+    llm_api_base: str | None = None
     # How the app reaches the emulator by name (`VoxEngineEmulator.network`; `warmed_app` sets it).
     network: ControlNetwork | None = None
     profile_path: str | None = None  # cProfile the app process; stats written here at stop
@@ -102,12 +106,11 @@ class _Child:
             self.gc_pauses.append((int(info["generation"]), time.perf_counter() - self._gc_started))
 
     async def run(self) -> None:
-        import agent
-        from agent.app import TelephonyAgentApp
-        from bench.light_agent import build_tool_driven_agent
-
-        assert self.options.network is not None, "AppOptions.network: the emulator to reach"
+        assert self.options.network is not None, "AppOptions.network: the emulators to reach"
+        llm = self.options.llm_api_base
         settings = lab_settings(self.options.network, retry=self.options.retry)
+        if llm is not None:
+            settings = dataclasses.replace(settings, llm_api_base=llm)
         http = make_control_client(settings.control)
         floor = make_control_client(settings.control)  # the same connection layer, no app on top
         traced = self.options.otlp_endpoint is not None or self.options.discard_spans
@@ -115,7 +118,7 @@ class _Child:
         app = TelephonyAgentApp(
             settings,
             observers=[self.marks, *([tracing.factory] if tracing else [])],
-            agent_factory=build_tool_driven_agent,
+            agent_factory=build_tool_driven_agent if llm is None else build_llm_agent,
             http_client=http,
             gc_policy=self.options.gc,  # applied as the server starts, as in production
         )
@@ -126,7 +129,7 @@ class _Child:
                 gc.callbacks.append(self._on_gc)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._sample_lag)
-                    self.conn.send(("ready", str(Path(agent.__file__).parent)))
+                    self.conn.send(("ready", None))
                     await self._serve_commands(app, floor, tracing)
                     tg.cancel_scope.cancel()
         finally:
@@ -184,7 +187,7 @@ class _Child:
 
 
 def child_main(conn: Connection, options: AppOptions, sock: socket.socket) -> None:
-    """The app process's body (entered through `bench.app_boot`)."""
+    """The app process's body."""
     quiet_logs()
     profiler = cProfile.Profile() if options.profile_path else None
     try:
@@ -207,22 +210,20 @@ class _Worker:
         ctx = get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.process: BaseProcess = ctx.Process(
-            target=app_boot.main,
-            args=(child, options.agent_source, pickle.dumps(options), sock),
+            target=child_main,
+            args=(child, options, sock),
             name=f"bench-app-{n}",
             daemon=True,
         )
         self._child_conn = child
         self._lock = anyio.Lock()
 
-    async def start(self) -> str:
-        """Start the process; returns the directory its `agent` package was imported from."""
+    async def start(self) -> None:
         self.process.start()
         self._child_conn.close()
-        status, agent_package = await self._receive(START_TIMEOUT_S)
+        status, _ = await self._receive(START_TIMEOUT_S)
         if status != "ready":
             raise RuntimeError(f"app process failed to start: {status}")
-        return str(agent_package)
 
     async def stop(self) -> None:
         try:
@@ -268,7 +269,6 @@ class AppProcess:
         self._sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
         self._workers = [_Worker(options, self._sock, n) for n in range(options.workers)]
         self.ws_url = f"ws://127.0.0.1:{self._sock.getsockname()[1]}/ws"
-        self.agent_package = ""  # where the app processes imported `agent` from
 
     @property
     def pid(self) -> int | None:
@@ -277,7 +277,7 @@ class AppProcess:
     async def __aenter__(self) -> AppProcess:
         try:
             for worker in self._workers:
-                self.agent_package = await worker.start()
+                await worker.start()
         except BaseException:
             await self._stop()
             raise

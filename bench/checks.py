@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.settings import DEFAULT_MAX_CALLS
 from bench.alignment import AlignmentRun, policy_stats
+from bench.capacity import CapacityResult
 from bench.config import BenchConfig
 from bench.faults import FAULT_RATES, FaultResult
 from bench.lab_tracing import LabTracingCost
@@ -18,6 +20,9 @@ DEAD_AIR_P99_MS = 50.0
 ADDED_P99_MS = 2.0
 HIGH_P99_MS = 25.0
 TOP_P99_MS = 50.0
+# The floor's own target at 100 calls, where ours is judged by what it adds: its p99 in the runs
+# before this one was 4.0–4.7 ms; a floor past 10 ms means the machine was starved (assumption).
+MID_FLOOR_P99_MS = 10.0
 TRACING_CPU_PCT = 5.0
 
 
@@ -27,9 +32,14 @@ class Check:
     measured: str
     passed: bool | None  # None: not measured in this run
     why: str = ""
+    # The floor (a bare pooled POST in the same window) itself missed its target: the machine or
+    # the load generator, not the app, was the limit, so the round judges nothing.
+    invalid: bool = False
 
     @property
     def verdict(self) -> str:
+        if self.invalid:
+            return "**INVALID**"
         return "–" if self.passed is None else ("**PASS**" if self.passed else "**FAIL**")
 
 
@@ -41,6 +51,7 @@ def checks(run: BenchRun) -> list[Check]:
     cost = tracing_cost(run.overhead.high_runs) if run.overhead else None
     out.append(_tracing_check(cost))
     out.append(_lab_tracing_check(run.lab_tracing))
+    out.append(_capacity_check(run.capacity))
     return out
 
 
@@ -92,7 +103,8 @@ def _overhead_checks(result: OverheadResult | None, config: BenchConfig) -> list
                 f"added latency over the floor ≤ {ADDED_P99_MS:g} ms p99 at {config.mid_calls} calls",
                 f"ours p99 {fmt_ms(ours_p99)} − floor p99 {fmt_ms(floor_p99)} = {fmt_ms(added)}",
                 None if added is None else added <= ADDED_P99_MS,
-                _lag_note(mid),
+                _floor_note(floor_p99, MID_FLOOR_P99_MS) + _lag_note(mid),
+                invalid=_floor_missed(floor_p99, MID_FLOOR_P99_MS),
             )
         )
     for calls, target_ms in ((config.high_calls, HIGH_P99_MS), (config.top_calls, TOP_P99_MS)):
@@ -107,9 +119,9 @@ def _held_check(level: Level | None, calls: int, target_ms: float) -> Check:
     )
     if level is None:
         return Check(target, "not run", None)
-    p99 = p(level.ours, "p99")
+    p99, floor_p99 = p(level.ours, "p99"), p(level.floor, "p99")
     dropped = level.dropped
-    why = _lag_note(level)
+    why = _floor_note(floor_p99, target_ms) + _lag_note(level)
     if dropped:
         why += f"; dropped calls: {'; '.join(dropped[:3])}" + (" …" if len(dropped) > 3 else "")
     return Check(
@@ -118,6 +130,20 @@ def _held_check(level: Level | None, calls: int, target_ms: float) -> Check:
         f"p99 {fmt_ms(p99)} (floor p99 {fmt_ms(p(level.floor, 'p99'))})",
         None if p99 is None else level.lost == 0 and not dropped and p99 <= target_ms,
         why,
+        invalid=_floor_missed(floor_p99, target_ms),
+    )
+
+
+def _floor_missed(floor_p99: float | None, target_ms: float) -> bool:
+    return floor_p99 is None or floor_p99 > target_ms
+
+
+def _floor_note(floor_p99: float | None, target_ms: float) -> str:
+    if not _floor_missed(floor_p99, target_ms):
+        return ""
+    return (
+        f"INVALID: the floor itself took {fmt_ms(floor_p99)} at p99 (its target {target_ms:g} ms): "
+        "the machine or the load generator was the limit in this round, not the app; "
     )
 
 
@@ -191,4 +217,28 @@ def _lab_tracing_check(cost: LabTracingCost | None) -> Check:
         f"{cost.off_cpu_ms:.1f} → {cost.on_cpu_ms:.1f} ms CPU per call, median of {cost.calls} "
         f"alternating pairs ({cost.overhead_pct:+.1f}%)",
         cost.overhead_pct <= TRACING_CPU_PCT,
+    )
+
+
+def _capacity_check(result: CapacityResult | None) -> Check:
+    target = (
+        f"capacity: the shipped AGENT_MAX_CALLS ({DEFAULT_MAX_CALLS}) held by one process with dead air "
+        f"p99 ≤ {DEAD_AIR_P99_MS:g} ms (real LlmAgent path)"
+    )
+    if result is None or not result.steps:
+        return Check(target, "not run", None)
+    best, last = result.largest_passing, result.steps[-1]
+    measured = f"largest passing level {best.calls if best else 'none'} calls" + (
+        f" (dead air p99 {fmt_ms(p(best.dead_air, 'p99'))})" if best else ""
+    )
+    if last is not best:
+        air, floor = fmt_ms(p(last.dead_air, "p99")), fmt_ms(p(last.floor, "p99"))
+        measured += f"; next level {last.calls} calls: {last.verdict} (dead air p99 {air}, floor p99 {floor})"
+    else:
+        measured += "; every level passed (the ramp ended before the limit)"
+    return Check(
+        target,
+        measured,
+        best is not None and best.calls >= DEFAULT_MAX_CALLS,
+        invalid=best is None and result.steps[0].verdict == "INVALID",
     )

@@ -1,5 +1,6 @@
-"""How big each section is: `full` (the reference run, under 20 min on 2 cores), `quick`
-(under 3 min) and `smoke` (seconds; the test suite's check that every code path runs)."""
+"""How big each section is: `full` (the reference run), `quick` (a smaller run of every section)
+and `smoke` (seconds; the test suite's check that every code path runs). bench/README.md states
+how long `full` and `quick` took, measured."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ class BenchConfig:
     fault_calls: int
     fault_attempt_timeout_s: float
     lab_tracing_calls: int  # pairs of whole lab calls, tracing off and on
+    # 8. capacity: concurrent calls on one app process with the real LlmAgent, ramped up
+    capacity_levels: tuple[int, ...]  # tried in order until one fails its target
+    capacity_spread_s: float  # each call chats once and acts within this window
+    # The load generators (bench.world): at most this many calls per generator process, and at
+    # most this many processes (each one spawns, imports and serves an emulator).
+    calls_per_generator: int = 250
+    max_generators: int = 4
     seed: int = 7
 
 
@@ -63,6 +71,8 @@ FULL = BenchConfig(
     fault_calls=300,
     fault_attempt_timeout_s=0.5,
     lab_tracing_calls=16,
+    capacity_levels=(25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 800),
+    capacity_spread_s=12.0,
 )
 
 QUICK = BenchConfig(
@@ -74,18 +84,20 @@ QUICK = BenchConfig(
     single_rounds=10,
     mid_calls=100,
     mid_rounds=1,
-    high_calls=500,
-    top_calls=1000,
-    spread_s=12.0,
+    high_calls=300,
+    top_calls=500,
+    spread_s=8.0,
     words_per_s=2.8,
-    warmup_calls=20,
+    warmup_calls=10,
     tracing_plan=("off", "otlp"),
-    lever_calls=300,
+    lever_calls=200,
     lever_repeats=1,
     tls_samples=40,
     fault_calls=40,
     fault_attempt_timeout_s=0.5,
     lab_tracing_calls=8,
+    capacity_levels=(50, 100),
+    capacity_spread_s=8.0,
 )
 
 SMOKE = BenchConfig(
@@ -109,6 +121,9 @@ SMOKE = BenchConfig(
     fault_calls=6,
     fault_attempt_timeout_s=0.3,
     lab_tracing_calls=1,
+    capacity_levels=(2, 4),
+    capacity_spread_s=0.5,
+    calls_per_generator=4,
 )
 
 CONFIGS = {c.name: c for c in (FULL, QUICK, SMOKE)}

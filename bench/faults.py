@@ -19,8 +19,8 @@ from bench.config import BenchConfig
 from bench.load import LoadShape, play_round, wait_drained, warmed_app
 from bench.progress import Progress
 from bench.stats import Summary, summarize
+from bench.world import World, generators_for
 from lab.faults import FaultKind, FaultPlan
-from lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 
 SECTION = "faults"
 FAULT_RATES: dict[FaultKind, float] = {"status": 0.30, "hang": 0.10, "drop": 0.05}
@@ -40,17 +40,6 @@ class ActionTrace:
     @property
     def posts(self) -> int:
         return len(self.answers)
-
-
-def _answer(request: RecordedRequest) -> str:
-    if request.fault is not None:
-        return str(request.fault.status) if request.fault.kind == "status" else request.fault.kind
-    response = request.response or {}
-    if response.get("duplicate") is True:
-        return "duplicate"
-    if response.get("ok") is True:
-        return "accepted"
-    return f"refused:{response.get('error')}"
 
 
 @dataclass(frozen=True)
@@ -94,51 +83,43 @@ async def run_faults(config: BenchConfig, progress: Progress) -> FaultResult:
     progress.say(
         SECTION, f"{shape.calls} calls; faults {FAULT_RATES}; attempt timeout {retry.attempt_timeout_s} s"
     )
-    async with VoxEngineEmulator(faults=plan) as emulator:
-        async with warmed_app(AppOptions(retry=retry), emulator, config.warmup_calls, floor=False) as app:
-            played = await play_round(app, emulator, shape, tag="fault", seed=config.seed)
+    generators = generators_for(shape.calls, config.calls_per_generator, config.max_generators)
+    async with World(generators, faults=plan) as world:
+        async with warmed_app(AppOptions(retry=retry), world, config.warmup_calls, floor=False) as app:
+            played = await play_round(app, world, shape, tag="fault", seed=config.seed)
             await wait_drained(app)
-        mine = [r for r in emulator.requests if r.session.startswith("fault-")]
-        effects = [e for e in emulator.effects if e.session.startswith("fault-")]
-    per_id = Counter(e.id for e in effects)
-    by_session: dict[str, list[RecordedRequest]] = {}
-    for request in mine:
-        by_session.setdefault(request.session, []).append(request)
-    traces = []
-    for sample in played.samples:
-        posts = by_session.get(sample.session, [])
-        ended = sample.turn_ended_at
-        traces.append(
-            ActionTrace(
-                session=sample.session,
-                accepted=sample.accepted_at is not None,
-                to_accepted_s=None
-                if sample.accepted_at is None or ended is None
-                else sample.accepted_at - ended,
-                answers=tuple(_answer(r) for r in posts),
-                last_post_after_s=None if not posts or ended is None else posts[-1].time - ended,
-            )
+    traces = [
+        ActionTrace(
+            session=s.session,
+            accepted=s.accepted_at is not None,
+            to_accepted_s=_since(s.accepted_at, s.turn_ended_at),
+            answers=s.answers,
+            last_post_after_s=_since(s.last_post_at, s.turn_ended_at),
         )
+        for s in played.samples
+    ]
+    injected = Counter(a for t in traces for a in t.answers if a not in ("accepted", "duplicate"))
     result = FaultResult(
         calls=shape.calls,
-        delivered=sum(1 for s in played.samples if s.accepted_at is not None),
+        delivered=sum(1 for t in traces if t.accepted),
         retry=retry,
         concurrency=shape.calls,
-        time_to_accepted_s=tuple(
-            s.accepted_at - s.turn_ended_at
-            for s in played.samples
-            if s.accepted_at is not None and s.turn_ended_at is not None
-        ),
+        time_to_accepted_s=tuple(t.to_accepted_s for t in traces if t.to_accepted_s is not None),
         posts_per_action=tuple(s.posts for s in played.samples),
-        injected=dict(Counter(r.fault.kind for r in mine if r.fault is not None)),
-        effects=len(effects),
-        duplicate_effects=sum(n - 1 for n in per_id.values()),
-        duplicate_answers=sum(
-            1 for r in mine if r.response is not None and r.response.get("duplicate") is True
-        ),
+        injected={_KIND.get(k, k): v for k, v in injected.items() if not k.startswith("refused")},
+        effects=sum(s.effects for s in played.samples),
+        duplicate_effects=sum(max(0, s.effects - 1) for s in played.samples),
+        duplicate_answers=sum(t.answers.count("duplicate") for t in traces),
         actions=tuple(traces),
     )
     progress.say(
         SECTION, f"delivered {result.delivered}/{result.calls}; to accepted {result.time_to_accepted}"
     )
     return result
+
+
+_KIND = {str(FAULT_STATUS): "status"}  # an injected 5xx is counted under its fault kind
+
+
+def _since(at: float | None, start: float | None) -> float | None:
+    return None if at is None or start is None else at - start

@@ -10,17 +10,14 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
 from bench.config import BenchConfig
 from bench.progress import Progress
 from lab.otlp_receiver import OtlpReceiver
 from lab.scenarios import CATALOGUE, run_scenario
 from lab.tts_model import TtsModel
-from telemetry import (
-    OtlpHttpSpanExporter,
-    TracingObserverFactory,
-    create_tracer_provider,
-    tracing_observer_factory,
-)
+from telemetry import TracingObserverFactory, create_tracer_provider, tracing_observer_factory
 
 SECTION = "lab-tracing"
 FAST_TTS = TtsModel(first_audio_s=0.02, words_per_s=40)  # speech time is idle time: keep calls short
@@ -54,7 +51,7 @@ async def run_lab_tracing(config: BenchConfig, progress: Progress) -> LabTracing
     gc.freeze()
     try:
         with OtlpReceiver(decode=False) as sink:
-            exporter = OtlpHttpSpanExporter(endpoint=sink.endpoint)  # as the app's setup builds it
+            exporter = OTLPSpanExporter(endpoint=sink.endpoint)  # as the app's setup builds it
             provider = create_tracer_provider([exporter], service_name="bench")
             tracing = tracing_observer_factory(provider)
             try:

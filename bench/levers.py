@@ -3,27 +3,25 @@ each against the shipped app, side by side: the same round of calls (config.leve
 section 2: every call connected and chatting, actions spread over the window), one fresh app
 process per lever, the floor probed in the same window, in one run.
 
-A lever is the shipped app with one thing changed; the last row changes them all back to what
-ran before (asyncio, CPython's GC, the hot path before its trims). The shipped app plays first
-and last, so drift over the section shows in its two rows.
+A lever is the shipped app with one thing changed; the last row changes the runtime back to what
+ran before (asyncio, h11, CPython's GC). The shipped app plays first and last, so drift over the
+section shows in its two rows. Levers of the app's own code (an older `agent/`) are not rows:
+they ran once, their figures are history in bench/README.md.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from agent.runtime import CPYTHON_GC, FREEZE_GC, NO_GC
 from bench.app_process import AppOptions
-from bench.baseline import HOT_PATH_BASELINE, BaselineUnavailable, extract_agent
 from bench.config import BenchConfig
 from bench.load import LoadShape, latencies, wait_drained, warmed_app
 from bench.progress import Progress
 from bench.resources import SHIPPED, ResourceRun, measured_round
 from bench.stats import Summary, summarize
-from lab.voxengine_emulator import VoxEngineEmulator
+from bench.world import World, generators_for
 
 SECTION = "levers"
 
@@ -61,13 +59,11 @@ class LeverRun:
 class LeverResult:
     calls: int
     runs: tuple[LeverRun, ...]
-    baseline: str  # the commit of the "before trims" agent package
 
 
-def plan(config: BenchConfig, baseline: str | None) -> list[Lever]:
-    """The levers, shipped first and last; `baseline`: the before-trims agent package, if any."""
+def plan(config: BenchConfig) -> list[Lever]:
+    """The levers, shipped first (and last, with `lever_repeats` > 1)."""
     shipped = AppOptions()
-    rev = HOT_PATH_BASELINE[:7]
     levers = [
         Lever("asyncio loop", "event loop: asyncio, not uvloop", replace(shipped, loop="asyncio")),
         Lever(
@@ -76,13 +72,12 @@ def plan(config: BenchConfig, baseline: str | None) -> list[Lever]:
         Lever("GC: freeze only", "GC: freeze, thresholds (700, 10, 10)", replace(shipped, gc=FREEZE_GC)),
         Lever("GC: off (a bound)", "no cyclic GC at all: cycles leak", replace(shipped, gc=NO_GC)),
         Lever("2 workers", "WEB_CONCURRENCY=2: two processes, one socket", replace(shipped, workers=2)),
+        Lever(
+            "runtime as before",
+            "asyncio, h11, CPython's GC",
+            replace(shipped, loop="asyncio", http="h11", gc=CPYTHON_GC),
+        ),
     ]
-    if baseline is not None:
-        levers.append(
-            Lever("hot path before trims", f"agent/ as of {rev}", replace(shipped, agent_source=baseline))
-        )
-        before = replace(shipped, loop="asyncio", http="h11", gc=CPYTHON_GC, agent_source=baseline)
-        levers.append(Lever("all as before", f"asyncio, h11, CPython's GC, agent/ as of {rev}", before))
     first = [Lever(SHIPPED, "—", shipped)]
     last = [Lever(SHIPPED, "— (again, last)", shipped)] if config.lever_repeats > 1 else []
     return first + levers + last
@@ -91,34 +86,19 @@ def plan(config: BenchConfig, baseline: str | None) -> list[Lever]:
 async def run_levers(config: BenchConfig, progress: Progress) -> LeverResult:
     shape = LoadShape(calls=config.lever_calls, spread_s=config.spread_s, words_per_s=config.words_per_s)
     runs: list[LeverRun] = []
-    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
-        baseline: str | None
-        try:
-            baseline = str(extract_agent(HOT_PATH_BASELINE, Path(tmp)))
-            why_not = ""
-        except BaselineUnavailable as exc:
-            baseline, why_not = None, str(exc)
-        levers = plan(config, baseline)
-        async with VoxEngineEmulator() as emulator:
-            for n, lever in enumerate(levers):
-                runs.append(await _one(lever, emulator, shape, config, n))
-                progress.say(SECTION, f"{n + 1}/{len(levers)} {lever.name}: {runs[-1].ours or runs[-1].why}")
-    if why_not:
-        missing = Lever("hot path before trims", f"agent/ as of {HOT_PATH_BASELINE[:7]}", AppOptions())
-        runs.append(LeverRun(missing, None, why=why_not))
-    return LeverResult(shape.calls, tuple(runs), HOT_PATH_BASELINE)
+    levers = plan(config)
+    async with World(generators_for(shape.calls, config.calls_per_generator, config.max_generators)) as world:
+        for n, lever in enumerate(levers):
+            runs.append(await _one(lever, world, shape, config, n))
+            progress.say(SECTION, f"{n + 1}/{len(levers)} {lever.name}: {runs[-1].ours or runs[-1].why}")
+    return LeverResult(shape.calls, tuple(runs))
 
 
-async def _one(
-    lever: Lever, emulator: VoxEngineEmulator, shape: LoadShape, config: BenchConfig, n: int
-) -> LeverRun:
+async def _one(lever: Lever, world: World, shape: LoadShape, config: BenchConfig, n: int) -> LeverRun:
     try:
-        async with warmed_app(lever.options, emulator, config.warmup_calls) as app:
-            source = lever.options.agent_source
-            if source is not None and not app.agent_package.startswith(source):
-                return LeverRun(lever, None, why=f"the app imported agent from {app.agent_package}")
+        async with warmed_app(lever.options, world, config.warmup_calls) as app:
             run = await measured_round(
-                app, emulator, shape, tag=f"lever{n}", label=lever.name, tracing=False, seed=400 + n
+                app, world, shape, tag=f"lever{n}", label=lever.name, tracing=False, seed=400 + n
             )
             await wait_drained(app)
             garbage, collect_s = await app.command("collect")

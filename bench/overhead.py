@@ -1,10 +1,10 @@
 """Section 2, overhead: from the harness's `agent_state: idle` leaving the client to the action's
-POST arriving at the emulator, at 1, 100, 500 and 1,000 concurrent calls, next to the floor: a
-bare pooled httpx POST from the app's own process to the same emulator, in the same window.
+POST arriving at the world, at 1, 100, 500 and 1,000 concurrent calls, next to the floor: a
+bare pooled httpx POST from the app's own process to the same world, in the same window.
 
 The app runs in its own process with the LLM-free agent (`bench.light_agent`) and the server
-runtime `python main.py` ships (`agent.runtime`); the benchmark process plays the harness and
-VoxEngine. One call at a time, the confirmation plays fast (the path measured starts at the
+runtime `python main.py` ships (`agent.runtime`); generator processes (`bench.world`) play the
+harness and VoxEngine. One call at a time, the confirmation plays fast (the path measured starts at the
 idle); under load it plays at a spoken pace. The 500-call runs are shared with section 5: each
 is a fresh app process, tracing off or on, measured for latency and for CPU and memory at once.
 """
@@ -20,8 +20,8 @@ from bench.noise import Noise, combine
 from bench.progress import Progress
 from bench.resources import SHIPPED, SPANS_DISCARDED, ResourceRun, measured_round
 from bench.stats import Summary, summarize
+from bench.world import World, generators_for
 from lab.otlp_receiver import OtlpReceiver
-from lab.voxengine_emulator import VoxEngineEmulator
 
 SECTION = "overhead"
 
@@ -72,7 +72,7 @@ class Level:
 
     def segment(self, index: int) -> Summary | None:
         """0: idle → released (websocket, Line, the flush policy); 1: released → POST started
-        (the sender task, the retry loop); 2: POST started → arrival (httpx, loopback, emulator)."""
+        (the sender task, the retry loop); 2: POST started → arrival (httpx, loopback, world)."""
         parts = [s.segments() for r in self.rounds for s in r.samples]
         return summarize([p[index] for p in parts if p is not None])
 
@@ -102,12 +102,13 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
     levels: list[Level] = []
     runs: list[ResourceRun] = []
     with OtlpReceiver(decode=False) as sink:
-        async with VoxEngineEmulator() as emulator:
-            async with warmed_app(AppOptions(), emulator, config.warmup_calls) as app:
+        generators = generators_for(config.top_calls, config.calls_per_generator, config.max_generators)
+        async with World(generators) as world:
+            async with warmed_app(AppOptions(), world, config.warmup_calls) as app:
                 single = fast_shape(1)
                 rounds = []
                 for i in range(config.single_rounds):
-                    rounds.append(await play_round(app, emulator, single, tag=f"one{i}", floor=True, seed=i))
+                    rounds.append(await play_round(app, world, single, tag=f"one{i}", floor=True, seed=i))
                 levels.append(Level("1 call", 1, tuple(rounds), single.words_per_s))
                 progress.say(SECTION, f"1 call at a time: {levels[-1].ours}")
                 mid = LoadShape(
@@ -116,9 +117,7 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
                 rounds = []
                 for i in range(config.mid_rounds):
                     await wait_drained(app)
-                    rounds.append(
-                        await play_round(app, emulator, mid, tag=f"mid{i}", floor=True, seed=100 + i)
-                    )
+                    rounds.append(await play_round(app, world, mid, tag=f"mid{i}", floor=True, seed=100 + i))
                     progress.say(SECTION, f"{mid.calls} calls, round {i + 1}/{config.mid_rounds}")
                 levels.append(Level(f"{mid.calls} calls", mid.calls, tuple(rounds), mid.words_per_s))
                 progress.say(SECTION, f"{mid.calls} calls: {levels[-1].ours}")
@@ -131,9 +130,9 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
                 options = AppOptions(
                     otlp_endpoint=sink.endpoint if mode == "otlp" else None, discard_spans=mode == "discard"
                 )
-                async with warmed_app(options, emulator, config.warmup_calls) as app:
+                async with warmed_app(options, world, config.warmup_calls) as app:
                     run = await measured_round(
-                        app, emulator, high, tag=f"high{n}", label=label, tracing=tracing, seed=200 + n
+                        app, world, high, tag=f"high{n}", label=label, tracing=tracing, seed=200 + n
                     )
                 runs.append(run)
                 progress.say(
@@ -147,9 +146,9 @@ async def run_overhead(config: BenchConfig, progress: Progress) -> OverheadResul
                     Level(f"{high.calls} calls{label}", high.calls, chosen, high.words_per_s, tracing)
                 )
             top = LoadShape(calls=config.top_calls, spread_s=config.spread_s, words_per_s=config.words_per_s)
-            async with warmed_app(AppOptions(), emulator, config.warmup_calls) as app:
+            async with warmed_app(AppOptions(), world, config.warmup_calls) as app:
                 await wait_drained(app)
-                played = await play_round(app, emulator, top, tag="top", floor=True, seed=300)
+                played = await play_round(app, world, top, tag="top", floor=True, seed=300)
             levels.append(Level(f"{top.calls} calls", top.calls, (played,), top.words_per_s))
             progress.say(SECTION, f"{top.calls} calls: {levels[-1].ours}")
     return OverheadResult(tuple(levels), tuple(runs), len(sink.payloads))

@@ -20,10 +20,11 @@ from pathlib import Path
 import anyio
 
 from bench.app_process import AppOptions
+from bench.config import FULL
 from bench.load import LoadShape, play_round, wait_drained, warmed_app
 from bench.progress import quiet_logs
+from bench.world import World, generators_for
 from lab.otlp_receiver import OtlpReceiver
-from lab.voxengine_emulator import VoxEngineEmulator
 
 # Path fragments → package, first match wins; "C builtins" are cProfile's "~" entries.
 PACKAGES = (
@@ -73,11 +74,11 @@ def report(stats: pstats.Stats, top: int = 15) -> list[str]:
 
 async def profile(calls: int, tracing: bool, path: str) -> None:
     with OtlpReceiver(decode=False) as sink:
-        async with VoxEngineEmulator() as emulator:
+        async with World(generators_for(calls, FULL.calls_per_generator, FULL.max_generators)) as world:
             options = AppOptions(otlp_endpoint=sink.endpoint if tracing else None, profile_path=path)
-            async with warmed_app(options, emulator, 20) as app:
+            async with warmed_app(options, world, 20) as app:
                 shape = LoadShape(calls=calls, spread_s=12.0)
-                await play_round(app, emulator, shape, tag="profile", seed=1)
+                await play_round(app, world, shape, tag="profile", seed=1)
                 await wait_drained(app)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from agent.runtime import SERVER_GC
 from bench.alignment import POLICIES, AlignmentRun, case_of, policy_stats
+from bench.capacity import CapacityResult
 from bench.checks import checks
 from bench.config import BenchConfig
 from bench.corpus import MAX_PACE, MIN_PACE
@@ -59,6 +60,8 @@ def render(run: BenchRun) -> str:
         lines += _resources(run.overhead, run.config)
     if run.levers is not None:
         lines += _levers(run.levers)
+    if run.capacity is not None:
+        lines += _capacity(run.capacity)
     lines += _notes()
     return "\n".join(lines) + "\n"
 
@@ -197,7 +200,8 @@ def _overhead(result: OverheadResult, config: BenchConfig, plot: str | None) -> 
     lines += [
         "",
         "The app runs the shipped runtime (`agent/runtime.py`: uvloop, httptools, its GC policy); "
-        "section 7 measures each alternative. The benchmark process itself collects before each round "
+        "section 7 measures each alternative. The harness and the emulator run in generator processes "
+        "(`bench/world.py`, at most the configured calls per generator); each collects before a round "
         "and not during it, so its own GC does not delay the emulator's arrival stamps.",
     ]
     if plot:
@@ -369,7 +373,8 @@ def _resources(result: OverheadResult, config: BenchConfig) -> list[str]:
         "Tracing on = the `telemetry` package as the app uses it: `create_tracer_provider` (batched, "
         "redacted) exporting OTLP/HTTP protobuf to a receiver on 127.0.0.1 in the benchmark process, "
         "`tracing_observer_factory(provider)` as the app's observer (its POST spans included), the "
-        "app's OTLP/HTTP exporter (`telemetry.OtlpHttpSpanExporter`). `spans discarded`: tracing on, "
+        "SDK's OTLP/HTTP exporter (`OTLPSpanExporter`, as `telemetry.setup` builds it). "
+        "`spans discarded`: tracing on, "
         "but the exporter drops every span, so its cost is recording the spans without exporting "
         "them. Untraced runs sit between the traced ones, and each traced run is compared with the "
         "untraced runs next to it, so the machine's drift over the section cancels.",
@@ -430,17 +435,15 @@ def _levers(result: LeverResult) -> list[str]:
     header += ["CPU ms/call", "full GCs in the round", "longest young GC", "peak RSS kB/call"]
     header += ["garbage left, objects/call (its collection)", "others' CPU"]
     return [
-        f"## 7. Levers: the server runtime and the hot path, at {result.calls} calls",
+        f"## 7. Levers: the server runtime, at {result.calls} calls",
         "",
         f"Each row is one fresh app process playing the same round as section 2 ({result.calls} calls "
         "connected and chatting, actions spread over the window, the floor probed in the same "
         "window), with one thing changed from the shipped app (`agent/runtime.py`: uvloop, httptools, "
         f"GC policy `{SERVER_GC.name}` = freeze after start-up, thresholds {SERVER_GC.thresholds}, "
-        "1 worker). `hot path before trims` runs `agent/` as of "
-        f"`{result.baseline[:7]}` (before the sender stopped waking per spoken word, `bench/baseline.py`) "
-        "with everything else as shipped; `all as before` is the runtime and hot path as they were "
-        "before these levers. The shipped app plays first and last: the gap between its two rows is "
-        "the drift of the machine over the section.",
+        "1 worker). `runtime as before` changes all three back (asyncio, h11, CPython's GC). The "
+        "shipped app plays first (and last, in the full run): the gap between its two rows is the "
+        "drift of the machine over the section.",
         "",
         "Ours = turn end → POST arrival (as in section 2); CPU per call as in section 5; GC pauses "
         "are the app's own (gc.callbacks); garbage left = what one full collection found in the app "
@@ -448,6 +451,52 @@ def _levers(result: LeverResult) -> list[str]:
         "and how long that collection took.",
         "",
         *table(header, rows),
+        "",
+    ]
+
+
+def _capacity(result: CapacityResult) -> list[str]:
+    rows = []
+    for step in result.steps:
+        run = step.run
+        if run is None:
+            rows.append([str(step.calls), "**INVALID**", step.why, *["–"] * 8])
+            continue
+        rnd = run.round
+        air, floor = step.dead_air, step.floor
+        busy = 100.0 * rnd.app_cpu_s / rnd.wall_s if rnd.wall_s else 0.0
+        rows.append(
+            [
+                str(step.calls),
+                f"**{step.verdict}**",
+                f"{air.n if air else 0}/{step.calls}, {step.lost} lost or early, {step.dropped} dropped",
+                *(fmt_ms(p(air, w)) for w in ("p50", "p99", "max")),
+                fmt_ms(p(floor, "p99")),
+                f"{run.cpu_ms_per_call:.1f}",
+                f"{busy:.0f}%",
+                f"{rnd.generators}, lag p99 {fmt_ms(p(summarize(rnd.world_lag_s), 'p99'))}",
+                others(rnd.noise),
+            ]
+        )
+    header = ["calls", "verdict", "dead air measured", "dead air p50", "p99", "max", "floor p99"]
+    header += ["app CPU ms/call", "app CPU (one core)", "generators (loop lag)", "others' CPU"]
+    best = result.largest_passing
+    return [
+        "## 8. Capacity: concurrent calls per server process (one core), real LlmAgent path",
+        "",
+        "One fresh app process per level (the shipped runtime: one event loop, so at most one core), "
+        "with Line's `LlmAgent` through LiteLLM against the scripted LLM (`lab/scripted_llm.py`). "
+        f"Every call connects and hears the introduction; then, within {result.spread_s:g} s, it chats "
+        "once when there is time and asks for an operator: the LLM calls `call_transfer`, whose "
+        f"confirmation plays at {result.words_per_s:g} words/s. Dead air = end of the confirming speech "
+        "→ the accepted POST at VoxEngine (`lab/action_timing.py`). Levels run in order until one "
+        "fails; a level whose floor (a bare pooled POST from the app's process, same window) misses "
+        "the target itself is INVALID. The harness, the emulator and the LLM run in generator "
+        "processes of their own.",
+        "",
+        *table(header, rows),
+        "",
+        f"Largest passing level: **{best.calls if best else 'none'} concurrent calls** per process.",
         "",
     ]
 

@@ -15,7 +15,7 @@ from statistics import median
 
 from bench.app_process import AppProcess, AppStats
 from bench.load import LoadRound, LoadShape, play_round, wait_drained
-from lab.voxengine_emulator import VoxEngineEmulator
+from bench.world import World
 
 SHIPPED = "shipped"  # the app as `python main.py` runs it
 SPANS_DISCARDED = "spans discarded"  # tracing on, the exporter drops every span: no OTLP
@@ -49,18 +49,19 @@ class ResourceRun:
 
 async def measured_round(
     app: AppProcess,
-    emulator: VoxEngineEmulator,
+    world: World,
     shape: LoadShape,
     *,
     tag: str,
     label: str,
     tracing: bool,
     seed: int,
+    llm: bool = False,
 ) -> ResourceRun:
     """One high-load round (with floor probes) between two resource readings of the app."""
     await wait_drained(app)
     before: AppStats = await app.command("mark")
-    played = await play_round(app, emulator, shape, tag=tag, floor=True, seed=seed)
+    played = await play_round(app, world, shape, tag=tag, floor=True, seed=seed, llm=llm)
     await wait_drained(app)
     if tracing:
         await app.command("flush")

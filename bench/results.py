@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.alignment import AlignmentRun
+from bench.capacity import CapacityResult
 from bench.config import BenchConfig
 from bench.faults import FaultResult
 from bench.lab_tracing import LabTracingCost
@@ -26,5 +27,6 @@ class BenchRun:
     faults: FaultResult | None = None
     lab_tracing: LabTracingCost | None = None
     levers: LeverResult | None = None
+    capacity: CapacityResult | None = None
     plots: dict[str, str] = field(default_factory=dict)  # name → file name next to report.md
     load_at_end: str = ""

@@ -22,6 +22,7 @@ SECTIONS = [
     "## 4. Faults",
     "## 5. Resources",
     "## 7. Levers",
+    "## 8. Capacity",
 ]
 TARGETS = [
     "0 early fires, 0 lost actions",
@@ -32,6 +33,7 @@ TARGETS = [
     "fault mix",
     "tracing overhead",
     "of a whole lab call's CPU",
+    "capacity: the shipped AGENT_MAX_CALLS",
 ]
 
 
@@ -71,7 +73,7 @@ def test_every_target_is_judged(smoke_run: tuple[str, Path]) -> None:
     assert len(rows) == len(TARGETS)
     for row, target in zip(rows, TARGETS, strict=True):
         assert target in row
-        assert re.search(r"\*\*(PASS|FAIL)\*\*", row), row
+        assert re.search(r"\*\*(PASS|FAIL|INVALID)\*\*", row), row
 
 
 @pytest.mark.slow
@@ -91,9 +93,13 @@ def test_both_policies_and_every_load_level_are_reported(smoke_run: tuple[str, P
     names = [row.split(" | ", 1)[0].removeprefix("| ") for row in rows]
     assert names == [
         "**shipped**", "asyncio loop", "GC: CPython defaults", "GC: freeze only", "GC: off (a bound)",
-        "2 workers", "hot path before trims", "all as before",
+        "2 workers", "runtime as before",
     ]  # fmt: skip
-    assert all("6/6, 0 dropped" in row for row in rows), rows  # every lever ran, the baseline too
+    assert all("6/6, 0 dropped" in row for row in rows), rows  # every lever ran
+    capacity = report.split("## 8. Capacity", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in capacity.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ", 1)[0] for row in rows] == ["| 2", "| 4"][: len(rows)] and rows, capacity
+    assert all(re.search(r"\*\*(PASS|FAIL|INVALID)\*\*", row) for row in rows), rows
 
 
 @pytest.mark.slow
