@@ -32,7 +32,7 @@ from loguru import logger
 from agent.actions import END_CALL, ActionOutcome
 from agent.admission import Admission
 from agent.call_control import CallControl
-from agent.call_log import CartesiaCallLog, FrameSender
+from agent.call_log import CartesiaCallLog, FrameSender, send_beside_line
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
 from agent.call_parties import call_parties
 from agent.call_recording import CallRecording, RecordingWebSocket, write_recording
@@ -91,13 +91,15 @@ async def _end_own_side(websocket: WebSocket, outcome: ActionOutcome) -> None:
     the call cannot linger (agent/call_control.py `EndOwnSide`)."""
     if outcome.action.kind != END_CALL:
         return
-    if outcome.status == "failed":
+    failed = outcome.status == "failed"
+    if failed:
         logger.warning(f"hang-up not delivered ({outcome.reason}); ending the agent's side of the call")
     else:
         logger.info("VoxEngine hung up the caller; ending the agent's side of the call")
-    with contextlib.suppress(Exception):  # the harness may have closed already
-        await websocket.send_json(EndCallOutput(reason="agent_ended").model_dump())
-        await websocket.close()
+    sent = await send_beside_line(websocket, EndCallOutput(reason="agent_ended").model_dump())
+    if sent and failed:  # otherwise Cartesia closes it on end_call (web-calls.mdx), as VoxEngine does
+        with contextlib.suppress(Exception):  # the harness may have closed already
+            await websocket.close()
 
 
 def _runs_agent(event: InputEvent) -> bool:

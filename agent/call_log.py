@@ -10,7 +10,6 @@ cannot yield them; `CartesiaCallLog` builds the very frames Line builds for them
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -42,6 +41,25 @@ class JsonSocket(Protocol):
     async def send_json(self, data: Any) -> None: ...
 
 
+async def send_beside_line(socket: JsonSocket, frame: dict[str, Any]) -> bool:
+    """Send a frame from outside Line's runner (the call's scope); False when it is lost.
+
+    A send that fails because the harness just left makes Starlette mark the app's side closed
+    (`WebSocket.send`: OSError → DISCONNECTED), and Line's receive loop then fails with
+    RuntimeError instead of reading the disconnect: no `CallEnded`, and the call's end is never
+    reported. Our frame is only lost, so the state is put back for Line to end the call cleanly.
+    """
+    owner: Any = getattr(socket, "inner", socket)  # a RecordingWebSocket wraps the real one
+    state = getattr(owner, "application_state", None)
+    try:
+        await socket.send_json(frame)
+    except Exception:
+        if state is not None:
+            owner.application_state = state
+        return False
+    return True
+
+
 class FrameSender:
     """Frames for the agent's websocket, queued synchronously and written in order by `run`."""
 
@@ -60,8 +78,7 @@ class FrameSender:
         """Write queued frames until `close`; a closed socket only ends the writing."""
         async with self._receive:
             async for frame in self._receive:
-                with contextlib.suppress(Exception):  # the harness may have closed the socket
-                    await socket.send_json(frame)
+                await send_beside_line(socket, frame)  # the harness may have closed the socket
 
     def close(self) -> None:
         self._send.close()

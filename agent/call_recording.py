@@ -82,6 +82,11 @@ class RecordingWebSocket:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._websocket, name)
 
+    @property
+    def inner(self) -> WebSocket:
+        """The websocket it records (its state is the real one)."""
+        return self._websocket
+
     async def accept(self, *args: Any, **kwargs: Any) -> None:
         await self._websocket.accept(*args, **kwargs)
 
