@@ -26,6 +26,7 @@ from lab.results import CallResult
 from lab.scripted_llm import LlmReply, ToolCallSpec
 from lab.telephony import TransferScript
 from lab.tts_model import TtsModel
+from lab.voxengine_emulator import PlayoutGuard
 
 Policy = Literal["turn-end", "fixed-sleeps"]
 Drive = Callable[[HarnessSimulator], Awaitable[None]]
@@ -113,6 +114,9 @@ class Scenario:
 
     def with_profile(self, profile: HarnessProfile) -> Scenario:
         return replace(self, profile=profile)
+
+    def with_close(self, close: CloseAfterEndCall) -> Scenario:
+        return replace(self, close_after_end_call=close)
 
 
 def pace_for(text: str, seconds: float, *, first_audio_s: float = 0.2, jitter_s: float = 0.1) -> TtsModel:
@@ -207,13 +211,16 @@ async def run_scenario(
     secret: str | None = None,
     settle_s: float = 0.0,
     agent_factory: AgentFactory | None = None,
+    playout_lag_s: float = 0.0,
+    guard: PlayoutGuard | None = None,
 ) -> CallResult:
     """Play `scenario` once on a fresh lab and collect what happened.
 
     The call ends when the harness closes it (after `end_call`) or, for a transfer, once the
     action reached its outcome (`settle_s` later, to catch anything fired after it); the lab then
     drains and stops, so everything recorded is final. `agent_factory` plays your own agent
-    (default: ours, or the published one for `policy="fixed-sleeps"`).
+    (default: ours, or the published one for `policy="fixed-sleeps"`); `playout_lag_s` and
+    `guard` set VoxEngine's media buffer and playout guard (lab/voxengine_emulator.py).
     """
     factory = agent_factory or (build_llm_agent if policy == "turn-end" else build_published_agent)
     async with CallLab(
@@ -224,6 +231,8 @@ async def run_scenario(
         observers=observers,
         agent_factory=factory,
         secret=secret,
+        playout_lag_s=playout_lag_s,
+        guard=guard,
     ) as lab:
         async with lab.call(
             tts=scenario.tts,

@@ -27,6 +27,7 @@ from lab.replay import CannotRebuild, NotARecording, replay
 from lab.results import CallResult
 from lab.scenarios import CATALOGUE, DEFAULT_SCENARIOS, Policy, Scenario, run_scenario
 from lab.tts_model import TtsModel
+from lab.voxengine_emulator import PlayoutGuard
 from telemetry import TracingObserverFactory, configure_tracing, shutdown_tracing, tracing_observer_factory
 
 
@@ -90,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the simulated harness behaves (lab/harness_profile.py); default faithful",
     )
     p.add_argument(
+        "--harness-closes",
+        choices=["no", "immediately", "after_speech"],
+        help="when the simulated harness closes the call after Line's end_call (default: the scenario's)",
+    )
+    p.add_argument(
+        "--playout-lag-ms",
+        type=float,
+        default=0.0,
+        help="VoxEngine plays the agent's audio this far behind the harness (lab/media_buffer.py)",
+    )
+    p.add_argument(
+        "--guard",
+        choices=["on", "off"],
+        default="on",
+        help="the scenario's hang-up playout guard (HANGUP_PLAYOUT_GUARD); default on",
+    )
+    p.add_argument("--guard-max-s", type=float, default=3.0, help="HANGUP_PLAYOUT_GUARD_MAX_S (default 3)")
+    p.add_argument(
         "--fixed-sleeps", action="store_true", help="also replay the published 5 s / 3 s policy, side by side"
     )
     p.add_argument("--repeat", type=int, default=1, help="play each scenario this many times")
@@ -122,6 +141,8 @@ def plot_path(base: Path, n: int, total: int, label: str) -> Path:
 
 def scenario_with_pace(scenario: Scenario, args: argparse.Namespace) -> Scenario:
     tts = scenario.tts
+    if args.harness_closes:
+        scenario = scenario.with_close(args.harness_closes)
     return scenario.with_profile(PROFILES[args.profile]).with_tts(
         TtsModel(
             first_audio_s=tts.first_audio_s if args.first_audio_ms is None else args.first_audio_ms / 1000,
@@ -152,6 +173,8 @@ async def run(args: argparse.Namespace, tracing: TracingObserverFactory | None =
             faults=faults,
             settings=settings,
             observers=[tracing] if tracing else [],
+            playout_lag_s=args.playout_lag_ms / 1000,
+            guard=PlayoutGuard(on=args.guard == "on", max_s=args.guard_max_s),
         )
         results.append(result)
         title = f"{name} · policy: {policy} · harness: {scenario.profile.name}"
