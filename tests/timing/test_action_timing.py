@@ -17,6 +17,7 @@ from lab.call_lab import CallLab
 from lab.faults import Fault, FaultPlan
 from lab.harness_profile import FAITHFUL, IDEALISED
 from lab.scenarios import CATALOGUE, Scenario, run_scenario
+from lab.voxengine_emulator import PlayoutGuard
 
 pytestmark = pytest.mark.anyio
 
@@ -118,10 +119,11 @@ async def test_the_published_fixed_sleep_policy_loses_the_hang_up_when_the_socke
 
 
 async def test_a_hang_up_whose_answer_was_lost_ends_as_session_ended_not_as_a_failure() -> None:
-    # VoxEngine took the hang-up (its answer is slow); 1 s later the scenario terminates the
-    # session, so the retry finds nothing listening. That is the hang-up done, not a failure.
+    # VoxEngine took the hang-up (its answer is slow) and, its playout guard off, hangs up at
+    # once; 1 s later the scenario terminates the session, so the retry finds nothing
+    # listening. That is the hang-up done, not a failure.
     slow_answer = FaultPlan(sequence=(Fault.slow(5.0),))
-    result = await run_scenario(scenario("hangup"), faults=slow_answer)
+    result = await run_scenario(scenario("hangup"), faults=slow_answer, guard=PlayoutGuard(on=False))
     [outcome] = [r for r in result.actions if r.name in ("accepted", "failed", "session_ended")]
     assert outcome.name == "session_ended" and outcome.attrs["reason"] == "session_ended"
     assert [e.action for e in result.effects] == ["end_call"]
