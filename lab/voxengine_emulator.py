@@ -63,7 +63,8 @@ steps as ``voxengine/scenario.js``):
   the call is active keeps the caller; a hang-up under its guard goes on; otherwise the caller
   is hung up ``agent_close_grace_s`` (3 s) later unless an ``end_call`` arrives first ("agent
   closed the call; no hang-up request"); during a transfer it carries on. Any other close ends
-  the session at once, as before. ``close_handling="end_at_once"`` plays the scenario before
+  the session at once, as before (a hang-up under its guard happens at once). The shared
+  ``voxengine/contract/hangup_cases.json`` pin these steps for both implementations. ``close_handling="end_at_once"`` plays the scenario before
   this chain (``onAgentLost``: any close while active ends the session), for comparison.
 """
 
@@ -214,6 +215,7 @@ class _Session:
     agent_gone: bool = False
     media: MediaBuffer = field(default_factory=MediaBuffer)
     hang_up_pending: bool = False  # an accepted end_call under the playout guard
+    agent_lost: bool = False  # the agent's socket failed (an abnormal close): nothing waits
     bridged: bool = False
 
 
@@ -468,6 +470,9 @@ class VoxEngineEmulator:
         state.agent_gone = True
         if state.transfer_in_progress or state.bridged:
             log.info("voxengine emulator: agent closed (%s); the transfer carries on", code)
+        elif state.hang_up_pending and code != NORMAL_CLOSE:
+            state.agent_lost = True  # the guard's hang-up happens now (hangup_cases.json)
+            self._notify()
         elif code != NORMAL_CLOSE or self.close_handling == "end_at_once":
             self._hang_up_caller(state, "agent_lost", None, self._clock())
         elif not state.hang_up_pending and self._changed is not None:
@@ -488,7 +493,7 @@ class VoxEngineEmulator:
         """An accepted end_call: the playout guard, ``completed`` to the agent, the hang-up."""
         requested = self._clock()
         deadline = requested + self.guard.max_s
-        while self.guard.on and not state.terminating and self._clock() < deadline:
+        while self.guard.on and not (state.terminating or state.agent_lost) and self._clock() < deadline:
             if not state.media.playing_as_seen(self._clock()):
                 break
             due = state.media.next_event_after(self._clock())
@@ -500,7 +505,8 @@ class VoxEngineEmulator:
         if state.agent is not None and not state.agent_gone:
             metadata = {"vox_event": "action_outcome", "id": action_id, "action": "end_call"}
             await self._tell_agent(state, {**metadata, "status": "completed", "playout_offset_ms": offset})
-        log.info("[cartesia-control] end_call %s completed playout_offset_ms=%s", action_id, offset)
+        shown = "null" if offset is None else offset  # as the scenario's session log writes it
+        log.info("[cartesia-control] end_call %s completed playout_offset_ms=%s", action_id, shown)
         self._hang_up_caller(state, "end_call", action_id, requested, at=at, offset=offset)
 
     def _hang_up_caller(
