@@ -64,7 +64,8 @@ steps as ``voxengine/scenario.js``):
   is hung up ``agent_close_grace_s`` (3 s) later unless an ``end_call`` arrives first ("agent
   closed the call; no hang-up request"); during a transfer it carries on. Any other close ends
   the session at once, as before (a hang-up under its guard happens at once). The shared
-  ``voxengine/contract/hangup_cases.json`` pin these steps for both implementations. ``close_handling="end_at_once"`` plays the scenario before
+  ``voxengine/contract/hangup_cases.json`` pin these steps for both implementations.
+  ``close_handling="end_at_once"`` plays the scenario before
   this chain (``onAgentLost``: any close while active ends the session), for comparison.
 """
 
