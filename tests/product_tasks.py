@@ -16,9 +16,16 @@ def _code_files(awaitable: object) -> Iterator[str]:
 
 
 def product_tasks() -> list[asyncio.Task[object]]:
-    """Tasks running code of the product (agent/, not the lab in lab/, tests or uvicorn)."""
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if any("/agent/" in f and "/lab/" not in f for f in _code_files(task.get_coro()))
-    ]
+    """Tasks running code of the product (agent/, not the lab in lab/, tests or uvicorn).
+
+    Uvicorn's lifespan task passes through our ASGI middleware (agent/gate.py) and lives as long as
+    the server, not a call, so it is not counted.
+    """
+    tasks = []
+    for task in asyncio.all_tasks():
+        files = list(_code_files(task.get_coro()))
+        if any(f.endswith("/uvicorn/lifespan/on.py") for f in files):
+            continue
+        if any("/agent/" in f and "/lab/" not in f for f in files):
+            tasks.append(task)
+    return tasks
