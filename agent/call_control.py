@@ -236,21 +236,17 @@ class CallControl:
     async def _hang_up_completed(self, entry: _Entry) -> str:
         """Wait for VoxEngine's `completed` for an accepted hang-up: "completed", "grace" when it
         never came within `end_call_grace_s`, or "call_ended" when the harness closed first."""
-        deadline = self._clock() + self._end_call_grace_s
-        while not self._closed:
-            if entry.telephony is not None and entry.telephony.status == "completed":
-                return "completed"
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                logger.warning(
-                    f"control action {entry.action.kind.name} id={entry.action.id}: no completed from "
-                    f"VoxEngine within {self._end_call_grace_s:g} s; ending the agent's side"
-                )
-                return "grace"
-            changed = self._changed
-            with anyio.move_on_after(remaining):
-                await changed.wait()
-        return "call_ended"
+        with anyio.move_on_after(self._end_call_grace_s):
+            while not self._closed:
+                if entry.telephony is not None and entry.telephony.status == "completed":
+                    return "completed"
+                await self._changed.wait()
+            return "call_ended"
+        logger.warning(
+            f"control action {entry.action.kind.name} id={entry.action.id}: no completed from "
+            f"VoxEngine within {self._end_call_grace_s:g} s; ending the agent's side"
+        )
+        return "grace"
 
     def _on_custom(self, metadata: object, now: float) -> bool:
         """A custom event from VoxEngine: an action's telephony milestone, or ignored (logged)."""

@@ -391,6 +391,7 @@ async def play(ops: list[tuple[str, str]]) -> None:
             timings=TIMING,
             observer=recorder,
             clock=clock,
+            end_call_grace_s=0.0,  # no websocket here, so no `completed` to wait for
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(control.run)
