@@ -26,9 +26,9 @@ MAX_WORKERS = 64
 # Agents' `drain_timeout` (30 min): a phone call is rarely longer. Kubernetes'
 # terminationGracePeriodSeconds must exceed it (plus VOX_DRAIN_TIMEOUT_S and start-up slack).
 DEFAULT_CALL_DRAIN_TIMEOUT_S = 1800.0
-# AGENT_MAX_CALLS: concurrent calls one server process takes. Provisional: to be derived from the
-# capacity benchmark (bench/: calls per core with dead air <= 50 ms p99); update it from there.
-DEFAULT_MAX_CALLS = 40
+# AGENT_MAX_CALLS: concurrent calls one server process takes: two thirds of the 300 that passed dead
+# air <= 50 ms p99 with the real LlmAgent path (bench/README.md, capacity run 2026-12-05).
+DEFAULT_MAX_CALLS = 200
 MAX_CALLS_LIMIT = 100_000
 MIN_PATH_SECRET_LENGTH = 16
 _URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")

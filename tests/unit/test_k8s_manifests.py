@@ -105,7 +105,7 @@ def test_the_grace_period_outlasts_the_whole_drain() -> None:
 
 def test_max_calls_fits_the_cpu_request_at_the_benchmarked_calls_per_core() -> None:
     settings = _settings()
-    # One provisional number (bench/README.md): the manifest carries the settings' default, updated together.
+    # One number from the capacity benchmark (bench/README.md): the manifest carries the settings' default.
     assert settings.max_calls == DEFAULT_MAX_CALLS
     calls_per_core = int(ANNOTATIONS["vox-line-agent/calls-per-core"])
     cpu = _cores(CONTAINER["resources"]["requests"]["cpu"])
