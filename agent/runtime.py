@@ -24,8 +24,10 @@ is in bench/README.md):
 `python main.py` (and `./dev serve`) runs all of this (`agent.server.serve`); the GC policy is
 applied by the app's lifespan (`agent.server.create_app`), so every process serving `main:app`
 gets it. Plain `uvicorn main:app` picks uvloop and httptools itself when they are installed and
-honours `WEB_CONCURRENCY`; what it gives up is `python main.py`'s exit at once on a second
-SIGTERM (the first one drains calls either way).
+honours `WEB_CONCURRENCY`; SIGTERM drains the calls and a second one exits at once there too
+(`agent.drain`). What it gives up is `python main.py`'s `timeout_graceful_shutdown`
+(`agent.server`): uvicorn's cancel of whatever is still open once every closed call's bounded flush
+had its time.
 """
 
 from __future__ import annotations
