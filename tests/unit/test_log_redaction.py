@@ -1,12 +1,17 @@
+"""What the app's log filter keeps out of every line: the control URL's path, the start message's
+agent_token, and registered secrets (the path secret)."""
+
 from loguru import logger
 
 from agent.log_redaction import install_log_redaction
 
 URL = "https://203.0.113.7:12092/request/sess-1/t0k3n_SECRET"
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2ln"
+SECRET = "unit-path-secret-0123456789abc"
 
 
 def logged(message: str) -> str:
-    install_log_redaction()
+    install_log_redaction(secrets=[SECRET])
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m)), format="{message}")
     try:
@@ -34,3 +39,16 @@ def test_any_shape_of_metadata_is_redacted_and_userinfo_dropped() -> None:
 
 def test_other_log_lines_are_untouched() -> None:
     assert "https://example.com/a/b" in logged("nothing to see at https://example.com/a/b")
+
+
+def test_the_agent_token_value_is_cut_from_a_dict_repr_and_from_json() -> None:
+    out = logged(f"Received start message: {{'call_id': 'c1', 'agent_token': '{TOKEN}', 'to': '+1'}}")
+    assert TOKEN not in out and "'agent_token': 'REDACTED'" in out and "'to': '+1'" in out
+    out = logged(f'{{"agent_token": "{TOKEN}", "from": "+2"}}')
+    assert TOKEN not in out and '"agent_token": "REDACTED"' in out and '"from": "+2"' in out
+    assert "'agent_token': None" in logged("{'agent_token': None}")  # nothing to hide
+
+
+def test_a_registered_secret_is_replaced_anywhere() -> None:
+    out = logged(f"GET /{SECRET}/ws and again {SECRET}")
+    assert SECRET not in out and out.count("REDACTED") == 2
