@@ -3,10 +3,11 @@ endpoint does, minus the storage.
 
 It serves `POST /v1/traces` with `Content-Type: application/x-protobuf` (gzip or deflate
 `Content-Encoding` accepted), decodes each body as an `ExportTraceServiceRequest` with
-`opentelemetry-proto`, keeps the raw payloads (for "this secret is nowhere" checks) and answers
-an empty `ExportTraceServiceResponse`. It runs a `ThreadingHTTPServer` in a thread, so it
-works whatever the test's event loop is doing; the SDK exporter posts from its own thread. With
-`decode=False` (benchmarks) it only keeps the bodies, so decoding costs nothing while measured.
+`opentelemetry-proto` (spans read with `lab.otlp_decode`), keeps the raw payloads (for "this
+secret is nowhere" checks) and answers an empty `ExportTraceServiceResponse`. It runs a
+`ThreadingHTTPServer` in a thread, so it works whatever the test's event loop is doing; the SDK
+exporter posts from its own thread. With `decode=False` (benchmarks) it only keeps the bodies,
+so decoding costs nothing while measured.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import gzip
 import threading
 import zlib
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -24,73 +24,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace import TracerProvider
 
+from lab.otlp_decode import ReceivedSpan, decode_spans
+
 TRACES_PATH = "/v1/traces"
-
-# HTTP spans are timed by the SDK on the wall clock; the call's own spans on perf_counter, put on
-# the wall clock with one offset per call (telemetry.call_spans.EpochClock). Comparing times
-# across the two allows for this much drift between the clocks during a test.
-CLOCK_SKEW_NS = 2_000_000
-
-
-def not_after(earlier_ns: int, later_ns: int) -> bool:
-    """`earlier_ns <= later_ns`, across the two clocks (see CLOCK_SKEW_NS)."""
-    return earlier_ns <= later_ns + CLOCK_SKEW_NS
-
-
-@dataclass(frozen=True)
-class ReceivedEvent:
-    name: str
-    time_ns: int
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ReceivedLink:
-    trace_id: str
-    span_id: str
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ReceivedSpan:
-    """One span as decoded from the wire (ids in hex)."""
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: int  # OTLP enum: 1 internal, 2 server, 3 client
-    start_ns: int
-    end_ns: int
-    attributes: dict[str, Any]
-    events: list[ReceivedEvent]
-    links: list[ReceivedLink]
-    status_code: int  # 0 unset, 1 ok, 2 error
-    status_message: str
-    resource: dict[str, Any] = field(repr=False)
-    scope: str = ""
-
-    def event_names(self) -> list[str]:
-        return [event.name for event in self.events]
-
-    def event(self, name: str) -> ReceivedEvent:
-        return next(event for event in self.events if event.name == name)
-
-
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return [_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return _attributes(value.kvlist_value.values)
-    return getattr(value, kind) if kind else None
-
-
-def _attributes(pairs: Any) -> dict[str, Any]:
-    return {pair.key: _value(pair.value) for pair in pairs}
 
 
 class OtlpReceiver:
@@ -191,36 +129,4 @@ class OtlpReceiver:
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:
             requests = list(self.requests)
-        spans: list[ReceivedSpan] = []
-        for request in requests:
-            for resource_spans in request.resource_spans:
-                resource = _attributes(resource_spans.resource.attributes)
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        spans.append(
-                            ReceivedSpan(
-                                trace_id=span.trace_id.hex(),
-                                span_id=span.span_id.hex(),
-                                parent_span_id=span.parent_span_id.hex() or None,
-                                name=span.name,
-                                kind=span.kind,
-                                start_ns=span.start_time_unix_nano,
-                                end_ns=span.end_time_unix_nano,
-                                attributes=_attributes(span.attributes),
-                                events=[
-                                    ReceivedEvent(e.name, e.time_unix_nano, _attributes(e.attributes))
-                                    for e in span.events
-                                ],
-                                links=[
-                                    ReceivedLink(
-                                        link.trace_id.hex(), link.span_id.hex(), _attributes(link.attributes)
-                                    )
-                                    for link in span.links
-                                ],
-                                status_code=span.status.code,
-                                status_message=span.status.message,
-                                resource=resource,
-                                scope=scope_spans.scope.name,
-                            )
-                        )
-        return spans
+        return decode_spans(requests)

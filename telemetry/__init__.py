@@ -14,7 +14,7 @@ from opentelemetry.trace import TracerProvider
 
 from telemetry.call_spans import EpochClock, TracingObserver, TracingObserverFactory
 from telemetry.config import DEFAULT_SERVICE_NAME, TracingConfig
-from telemetry.otlp_json import JsonLinesSpanExporter, read_spans_json
+from telemetry.otlp_json import JsonLinesSpanExporter
 from telemetry.setup import (
     configure_tracing,
     configured_tracer_provider,
@@ -34,7 +34,6 @@ __all__ = [
     "configured_tracer_provider",
     "create_tracer_provider",
     "force_flush_tracing",
-    "read_spans_json",
     "shutdown_tracing",
     "tracing_observer_factory",
 ]

@@ -1,9 +1,9 @@
-"""Spans to a file as OTLP/JSON lines, and back, for the lab (`simulate --spans-json FILE`).
+"""Spans to a file as OTLP/JSON lines, for the lab (`simulate --spans-json FILE`).
 
 Each line of the file is one export batch: an `ExportTraceServiceRequest` in the OTLP/JSON
 encoding (the shape an OpenTelemetry Collector's file exporter writes and its `otlpjsonfile`
 receiver reads): lowerCamelCase fields, trace and span ids in hex, enums as integers, 64-bit
-integers as decimal strings. `read_spans_json` flattens a file into one plain dict per span.
+integers as decimal strings. The lab reads such files back with `lab.otlp_decode.read_spans_json`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +27,23 @@ JsonObject = dict[str, Any]
 def spans_to_otlp_json(spans: Sequence[ReadableSpan]) -> JsonObject:
     """One `ExportTraceServiceRequest` for `spans`, OTLP/JSON-encoded."""
     data: JsonObject = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
-    for span in _spans_of(data):
-        for key in ("traceId", "spanId", "parentSpanId"):
-            if key in span:
-                span[key] = _hex(span[key])
-        for link in span.get("links", []):
-            for key in ("traceId", "spanId"):
-                if key in link:
-                    link[key] = _hex(link[key])
+    recode_span_ids(data, _base64_to_hex)  # protobuf's JSON mapping writes bytes in base64
     return data
 
 
-def _hex(b64: str) -> str:
-    return base64.b64decode(b64).hex()
-
-
-def _spans_of(request: JsonObject) -> Iterator[JsonObject]:
+def recode_span_ids(request: JsonObject, recode: Callable[[str], str]) -> None:
+    """Rewrites, in place, every trace and span id of a JSON `ExportTraceServiceRequest`."""
     for resource_spans in request.get("resourceSpans", []):
         for scope_spans in resource_spans.get("scopeSpans", []):
-            yield from scope_spans.get("spans", [])
+            for span in scope_spans.get("spans", []):
+                for holder in (span, *span.get("links", [])):
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if key in holder:
+                            holder[key] = recode(holder[key])
+
+
+def _base64_to_hex(b64: str) -> str:
+    return base64.b64decode(b64).hex()
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -71,86 +69,3 @@ class JsonLinesSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         with self._lock:
             self._file.close()
-
-
-def read_spans_json(path: str | os.PathLike[str]) -> list[JsonObject]:
-    """Every span in an OTLP/JSON lines file, flattened:
-
-    `{"trace_id", "span_id", "parent_span_id" (None for a root), "name", "kind" (OTLP enum:
-    1 internal, 2 server, 3 client), "start_time_unix_nano", "end_time_unix_nano",
-    "attributes", "events": [{"name", "time_unix_nano", "attributes"}],
-    "links": [{"trace_id", "span_id", "attributes"}], "status": {"code", "message"},
-    "resource" (attributes), "scope" (instrumentation scope name)}`.
-    """
-    spans: list[JsonObject] = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            spans.extend(flatten_request(json.loads(line)))
-    return spans
-
-
-def flatten_request(request: JsonObject) -> list[JsonObject]:
-    """The spans of one OTLP/JSON `ExportTraceServiceRequest` as flat dicts (see above)."""
-    flat: list[JsonObject] = []
-    for resource_spans in request.get("resourceSpans", []):
-        resource = _attributes(resource_spans.get("resource", {}).get("attributes", []))
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            scope = scope_spans.get("scope", {}).get("name", "")
-            for span in scope_spans.get("spans", []):
-                flat.append(
-                    {
-                        "trace_id": span["traceId"],
-                        "span_id": span["spanId"],
-                        "parent_span_id": span.get("parentSpanId") or None,
-                        "name": span["name"],
-                        "kind": int(span.get("kind", 0)),
-                        "start_time_unix_nano": int(span.get("startTimeUnixNano", 0)),
-                        "end_time_unix_nano": int(span.get("endTimeUnixNano", 0)),
-                        "attributes": _attributes(span.get("attributes", [])),
-                        "events": [
-                            {
-                                "name": event.get("name", ""),
-                                "time_unix_nano": int(event.get("timeUnixNano", 0)),
-                                "attributes": _attributes(event.get("attributes", [])),
-                            }
-                            for event in span.get("events", [])
-                        ],
-                        "links": [
-                            {
-                                "trace_id": link["traceId"],
-                                "span_id": link["spanId"],
-                                "attributes": _attributes(link.get("attributes", [])),
-                            }
-                            for link in span.get("links", [])
-                        ],
-                        "status": {
-                            "code": int(span.get("status", {}).get("code", 0)),
-                            "message": span.get("status", {}).get("message", ""),
-                        },
-                        "resource": resource,
-                        "scope": scope,
-                    }
-                )
-    return flat
-
-
-def _attributes(pairs: list[JsonObject]) -> JsonObject:
-    return {pair["key"]: _value(pair.get("value", {})) for pair in pairs}
-
-
-def _value(any_value: JsonObject) -> Any:
-    if "stringValue" in any_value:
-        return any_value["stringValue"]
-    if "boolValue" in any_value:
-        return bool(any_value["boolValue"])
-    if "intValue" in any_value:
-        return int(any_value["intValue"])
-    if "doubleValue" in any_value:
-        return float(any_value["doubleValue"])
-    if "arrayValue" in any_value:
-        return [_value(v) for v in any_value["arrayValue"].get("values", [])]
-    if "kvlistValue" in any_value:
-        return _attributes(any_value["kvlistValue"].get("values", []))
-    if "bytesValue" in any_value:
-        return base64.b64decode(any_value["bytesValue"])
-    return None

@@ -19,6 +19,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
+from lab.otlp_decode import attributes
+
 METRICS_PATH = "/v1/metrics"
 
 
@@ -31,10 +33,6 @@ class Point:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     monotonic: bool | None  # a Sum's is_monotonic; None for other kinds
-
-
-def _attrs(pairs: Any) -> dict[str, Any]:
-    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in pairs}
 
 
 class OtlpMetricsReceiver:
@@ -72,7 +70,7 @@ class OtlpMetricsReceiver:
     def _receive(self, request: ExportMetricsServiceRequest) -> None:
         with self._changed:
             for rm in request.resource_metrics:
-                resource = _attrs(rm.resource.attributes)
+                resource = attributes(rm.resource.attributes)
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
                         kind = metric.WhichOneof("data")
@@ -81,7 +79,7 @@ class OtlpMetricsReceiver:
                         for dp in data.data_points:
                             value = dp.as_int if dp.WhichOneof("value") == "as_int" else dp.as_double
                             self.points.append(
-                                Point(metric.name, value, _attrs(dp.attributes), resource, monotonic)
+                                Point(metric.name, value, attributes(dp.attributes), resource, monotonic)
                             )
             self._changed.notify_all()
 

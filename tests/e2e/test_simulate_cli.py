@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from telemetry import read_spans_json
+from lab.otlp_decode import read_spans_json
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
-from lab.otlp_receiver import OtlpReceiver, ReceivedSpan
+from lab.otlp_decode import ReceivedSpan
+from lab.otlp_receiver import OtlpReceiver
 from telemetry import TracingObserverFactory, create_tracer_provider
 
 WALL0 = 1_700_000_000_000_000_000  # the wall clock when the call starts (ns)

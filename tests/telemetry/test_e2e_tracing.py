@@ -22,7 +22,8 @@ from lab.call_lab import CallRecorder
 from lab.faults import Fault, FaultPlan
 from lab.harness import HarnessSimulator
 from lab.harness_profile import IDEALISED
-from lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
+from lab.otlp_decode import ReceivedSpan, not_after
+from lab.otlp_receiver import OtlpReceiver
 from lab.scripted_llm import LlmReply, ScriptedLlm, ToolCallSpec
 from lab.timeline import Turn
 from lab.tls import LAB_CONTROL_HOST

@@ -19,7 +19,8 @@ from agent.call_observer import CallInfo
 from agent.control_url import parse_control_url
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import VoxEngineClient
-from lab.otlp_receiver import OtlpReceiver, ReceivedSpan, not_after
+from lab.otlp_decode import ReceivedSpan, not_after
+from lab.otlp_receiver import OtlpReceiver
 from telemetry import TracingObserverFactory
 
 pytestmark = pytest.mark.anyio

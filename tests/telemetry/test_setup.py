@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 
 from agent.call_observer import CallInfo
+from lab.otlp_decode import read_spans_json
 from lab.otlp_receiver import OtlpReceiver
 from telemetry import (
     TracingConfig,
@@ -29,7 +30,6 @@ from telemetry import (
     configured_tracer_provider,
     create_tracer_provider,
     force_flush_tracing,
-    read_spans_json,
     shutdown_tracing,
     tracing_observer_factory,
 )
