@@ -2,7 +2,8 @@
 requests with a 5xx, holds 10% past the client's per-attempt timeout, and drops 5% of
 connections without an answer (`FaultPlan` rates, seeded; every attempt draws again). The app
 runs with a shortened per-attempt timeout so hung attempts give up quickly; the total delivery
-deadline is the shipped one.
+deadline is the shipped one. (The faults themselves are lab/faults.py's `FaultPlan`; this module
+only plays calls under one and counts what got through.)
 
 Delivered: the action got an accepted answer. Duplicate effects: telephony effects per action
 id at the emulator beyond the first (the contract's idempotency: must be 0).

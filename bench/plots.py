@@ -1,4 +1,5 @@
-"""PNG plots for the report (matplotlib, headless)."""
+"""PNG plots for the report (matplotlib, headless): distributions over a run's many calls.
+(lab/plot.py is not a twin: it draws one call's timeline.)"""
 
 from __future__ import annotations
 

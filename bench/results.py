@@ -1,4 +1,6 @@
-"""Everything one benchmark run measured, as the report and the targets read it."""
+"""Everything one benchmark run measured, as the report and the targets read it. (lab/results.py
+is not a twin: its `CallResult` is one simulated call with its whole timeline, which a run of
+hundreds of concurrent calls reduces to samples.)"""
 
 from __future__ import annotations
 

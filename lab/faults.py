@@ -1,4 +1,6 @@
 """Fault plans for the VoxEngine emulator: which control requests get which transport fault.
+(bench/faults.py is not a twin: it is the benchmark section that measures delivery under a plan
+made here.)
 
 A faulted request never reaches the contract logic (no effect, not remembered for duplicates),
 so a later retry with the same id is the first real one.

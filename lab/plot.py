@@ -1,7 +1,8 @@
 """A picture of one call (`./dev simulate --plot FILE.png`): who spoke when, when the harness
 ended each agent turn, and each control action from enqueue to acceptance against the end of the
 speech that confirmed it. The left panel is the whole call in seconds; the right one zooms on the
-first action, in milliseconds from the end of its confirming speech."""
+first action, in milliseconds from the end of its confirming speech. (bench/plots.py is not a
+twin: it draws distributions over a benchmark run's many calls.)"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """What one simulated call did, measured: when each action fired against the speech that
-announced it (early = speech cut off; late = dead air), and a readable timeline."""
+announced it (early = speech cut off; late = dead air), and a readable timeline. (bench/results.py
+is not a twin: it holds a whole benchmark run's distributions, from per-call samples that the load
+sections keep lighter than a `CallResult`.)"""
 
 from __future__ import annotations
 
