@@ -73,7 +73,7 @@ class _Entry:
             return False
         if self.outcome.status != "delivered":
             return True
-        return self.telephony is not None and self.telephony.status != "ringing"
+        return self.telephony is not None and self.telephony.final
 
 
 class CallControl:
@@ -151,6 +151,11 @@ class CallControl:
         except Exception:  # observing must never break Line's websocket loop
             logger.exception("control plane failed to observe a harness event")
             return False
+
+    def in_flight(self, kind: ActionKind) -> bool:
+        """An action of `kind` is held, on its way, or under way on the phone (a transfer ringing)."""
+        entry = self._by_kind.get(kind.name)
+        return entry is not None and not entry.over
 
     def take_setbacks(self) -> list[Setback]:
         """Actions that did not happen as the caller was told, not reported to the agent yet."""
@@ -265,7 +270,7 @@ class CallControl:
         if entry is None or not sent or refused or entry.action.kind.name != outcome.action:
             logger.warning(f"custom event ignored: an outcome for no sent {outcome.action} of this call")
             return False
-        if entry.telephony is not None and entry.telephony.status != "ringing":
+        if entry.telephony is not None and entry.telephony.final:
             logger.info(f"custom event ignored: {outcome.action} id={outcome.action_id} already ended")
             return False
         entry.telephony = outcome
@@ -273,13 +278,19 @@ class CallControl:
             "reason": outcome.reason,
             "sip_code": outcome.sip_code,
             "playout_offset_ms": outcome.playout,
+            "destination": outcome.destination,
+            "dial_attempt": outcome.attempt,
+            "amd": outcome.amd,
         }
         self._event(
             entry, f"telephony.{outcome.status}", now, {k: v for k, v in attrs.items() if v is not None}
         )
         logger.info(
             f"control action {outcome.action} id={outcome.action_id} {outcome.status}"
+            + (f" destination={outcome.destination}" if outcome.destination else "")
+            + (f" attempt={outcome.attempt}" if outcome.attempt else "")
             + (f" reason={outcome.reason}" if outcome.reason else "")
+            + (f" amd={outcome.amd}" if outcome.amd else "")
             + (f" playout_offset_ms={outcome.playout}" if outcome.playout is not None else "")
         )
         if outcome.status == "completed":

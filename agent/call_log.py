@@ -29,6 +29,7 @@ _LOGGED = {  # action event -> what the log line says
     "cancelled": "cancelled",
     "session_ended": "sent; the VoxEngine session has ended",
     "telephony.ringing": "ringing",
+    "telephony.attempt_failed": "attempt failed; dialling the next destination",
     "telephony.connected": "connected",
     "telephony.failed": "did not connect",
     "telephony.completed": "completed: VoxEngine hung up the caller",
@@ -100,8 +101,10 @@ class CartesiaCallLog(CallObserver):
             return
         level: Literal["info", "error"] = "error" if name in _ERRORS else "info"
         details = {k: v for k, v in attrs.items() if v is not None}
-        message = f"{action.kind.name} {_LOGGED[name]}" + (
-            f" ({details['reason']})" if "reason" in details else ""
+        message = (
+            f"{action.kind.name} {_LOGGED[name]}"
+            + (f" ({details['reason']})" if "reason" in details else "")
+            + (f" [{details['destination']}]" if "destination" in details else "")
         )
         metadata = {"id": action.id, "action": action.kind.name, "event": name, **details}
         self._frames.send(

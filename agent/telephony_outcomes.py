@@ -6,8 +6,13 @@ on the agent's websocket (`Cartesia.AgentsClient.custom` → Line `UserCustomSen
 docs/control-contract.md "Outcome events" is the contract. Any outcome may carry
 `playout_offset_ms`: where the action's effect fell against the end of the agent's audio at
 VoxEngine (positive: silence before it; negative: a cut-off), or null when VoxEngine could not
-know. This module reads one, strictly: anything else is `None` (not ours) or `MalformedOutcome`
-(ours, unusable), and the caller logs and ignores it.
+know. A transfer to named destinations (docs/control-contract.md, issue #18) tries them in order:
+each event names the `destination` and the 1-based `attempt` it is about; `attempt_failed` says one
+attempt failed and the next is being dialled (the action stays under way), `failed` that none is
+left; `connected` may say how answering-machine detection judged the target (`amd`: `human`, or
+`timeout`: it did not finish and the target was taken for a human). This module reads one,
+strictly: anything else is `None` (not ours) or `MalformedOutcome` (ours, unusable), and the
+caller logs and ignores it.
 """
 
 from __future__ import annotations
@@ -18,15 +23,27 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 EVENT = "action_outcome"
-STATUSES = ("ringing", "connected", "failed", "completed")
-KNOWN_REASONS = ("busy", "no_answer", "rejected", "error", "target_hung_up", "caller_hung_up", "cancelled")
-TelephonyStatus = Literal["ringing", "connected", "failed", "completed"]
+STATUSES = ("ringing", "attempt_failed", "connected", "failed", "completed")
+FINAL_STATUSES = ("connected", "failed", "completed")  # the others: the action is still under way
+KNOWN_REASONS = (
+    "busy", "no_answer", "voicemail", "rejected", "error", "target_hung_up", "caller_hung_up", "cancelled",
+)  # fmt: skip
+AMD_RESULTS = ("human", "timeout")
+TelephonyStatus = Literal["ringing", "attempt_failed", "connected", "failed", "completed"]
 # Which action each status belongs to: `completed` is the hang-up's, the others a transfer's.
-_STATUS_ACTION = {"ringing": "call_transfer", "connected": "call_transfer", "completed": "end_call"}
+_STATUS_ACTION = {
+    "ringing": "call_transfer",
+    "attempt_failed": "call_transfer",
+    "connected": "call_transfer",
+    "completed": "end_call",
+}
+_WITH_REASON = ("failed", "attempt_failed")
+MAX_ATTEMPT = 64  # a fallback chain tries each destination once; far fewer in practice
 # A call lasts hours at most: an offset beyond a day is no measurement (assumption: a sane bound).
 MAX_PLAYOUT_OFFSET_MS = 86_400_000
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_DESTINATION = re.compile(r"[a-z0-9_-]{1,64}")
 _REASON = re.compile(r"[a-z_]{1,32}")
 _ACTIONS = ("call_transfer", "end_call")
 
@@ -46,10 +63,18 @@ class TelephonyOutcome:
     # reported null (unknown). Not reported at all (an older scenario): `playout_reported` False.
     playout_offset_ms: int | None = None
     playout_reported: bool = False
+    destination: str | None = None  # the named destination of this attempt (a transfer)
+    attempt: int | None = None  # 1-based, per transfer
+    amd: str | None = None  # with "connected": "human" or "timeout"
 
     @property
     def failed(self) -> bool:
         return self.status == "failed"
+
+    @property
+    def final(self) -> bool:
+        """Nothing more will come of the action on the phone."""
+        return self.status in FINAL_STATUSES
 
     @property
     def known_reason(self) -> str:
@@ -75,7 +100,7 @@ def parse_outcome(metadata: object) -> TelephonyOutcome | None:
     if status not in STATUSES or _STATUS_ACTION.get(str(status), action) != action:
         raise MalformedOutcome("status")
     reason = metadata.get("reason")
-    if status == "failed":
+    if status in _WITH_REASON:
         if not isinstance(reason, str) or not _REASON.fullmatch(reason):
             raise MalformedOutcome("reason")
     elif reason is not None:
@@ -88,6 +113,17 @@ def parse_outcome(metadata: object) -> TelephonyOutcome | None:
         isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > MAX_PLAYOUT_OFFSET_MS
     ):
         raise MalformedOutcome("playout_offset_ms")
+    destination, attempt, amd = metadata.get("destination"), metadata.get("attempt"), metadata.get("amd")
+    if destination is not None and (
+        not isinstance(destination, str) or not _DESTINATION.fullmatch(destination)
+    ):
+        raise MalformedOutcome("destination")
+    if attempt is not None and (
+        isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= MAX_ATTEMPT
+    ):
+        raise MalformedOutcome("attempt")
+    if amd is not None and (status != "connected" or amd not in AMD_RESULTS):
+        raise MalformedOutcome("amd")
     return TelephonyOutcome(
         action_id,
         str(action),
@@ -96,4 +132,7 @@ def parse_outcome(metadata: object) -> TelephonyOutcome | None:
         code,
         playout_offset_ms=offset,
         playout_reported="playout_offset_ms" in metadata,
+        destination=destination,
+        attempt=attempt,
+        amd=amd,
     )
