@@ -1,7 +1,8 @@
 """The conversational agent: Line's `LlmAgent` with our prompt and telephony tools, told when a
 telephony action did not happen as the caller was told it would.
 
-VoxEngine reports a failed transfer as a custom event (agent/telephony_outcomes.py); the app's run
+VoxEngine reports a failed transfer (the last destination of its chain busy, unanswered, or a
+voicemail) as a custom event (agent/telephony_outcomes.py); the app's run
 filter starts the agent on it (agent/app.py), and `TelephonyLlmAgent` answers with the setback in
 the LLM's context, so the caller, still on the line, hears an honest next step. A transfer that
 VoxEngine never accepted is told on the caller's next turn the same way.
@@ -14,7 +15,7 @@ from typing import Any
 
 from line.agent import TurnEnv
 from line.events import InputEvent, OutputEvent, UserCustomSent
-from line.llm_agent import LlmAgent, LlmConfig
+from line.llm_agent import LlmAgent, LlmConfig, send_dtmf
 
 from agent import prompt
 from agent.call_control import CallControl
@@ -58,5 +59,8 @@ class TelephonyLlmAgent(LlmAgent):  # type: ignore[misc]  # line ships no type s
 
 
 def build_llm_agent(settings: Settings, control: CallControl) -> LlmAgent:
-    """The conversational agent: our prompt and the two telephony tools bound to this call."""
-    return TelephonyLlmAgent(control, **_llm_options(settings, list(telephony_tools(control))))
+    """The conversational agent: our prompt, the two telephony tools bound to this call (the
+    transfer to `settings.destinations`), and Line's `send_dtmf` for keys on the phone (Line
+    sends the harness a `dtmf` frame; VoxEngine plays it on the right leg)."""
+    tools = [*telephony_tools(control, destinations=settings.destinations), send_dtmf]
+    return TelephonyLlmAgent(control, **_llm_options(settings, tools))

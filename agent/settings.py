@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.call_limits import LimitTimings
 from agent.control_transport import ControlNetwork, Pin, trust_store
 from agent.control_url import DEFAULT_ALLOWED_HOSTS, host_allowed, is_dns_name
+from agent.destinations import Destination, InvalidDestinations, parse_destinations
 from agent.flush_policy import FlushTimings
 from agent.retry_policy import RetryPolicy
 
@@ -50,6 +52,39 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value < float("inf"):
         raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
+
+
+def _optional_seconds(env: Mapping[str, str], name: str) -> float | None:
+    """A positive number of seconds, or None (off) when unset."""
+    return _float(env, name, 0.0) or None
+
+
+def _limits(env: Mapping[str, str]) -> LimitTimings:
+    prompt = _optional_seconds(env, "VOX_SILENCE_PROMPT_S")
+    hangup = _optional_seconds(env, "VOX_SILENCE_HANGUP_S")
+    max_call = _optional_seconds(env, "VOX_MAX_CALL_S")
+    if prompt is not None and hangup is not None and hangup <= prompt:
+        raise SettingsError(
+            f"VOX_SILENCE_HANGUP_S ({hangup:g}) must be longer than VOX_SILENCE_PROMPT_S ({prompt:g}): "
+            "the check-in comes first"
+        )
+    margin = LimitTimings.close_margin_s
+    if max_call is not None and max_call <= 2 * margin:
+        raise SettingsError(
+            f"VOX_MAX_CALL_S ({max_call:g}) must be over {2 * margin:g} s: the polite close starts "
+            f"{margin:g} s before it"
+        )
+    return LimitTimings(silence_prompt_s=prompt, silence_hangup_s=hangup, max_call_s=max_call)
+
+
+def _destinations(env: Mapping[str, str]) -> tuple[Destination, ...]:
+    try:
+        return parse_destinations(env.get("VOX_TRANSFER_DESTINATIONS", ""))
+    except InvalidDestinations as exc:
+        raise SettingsError(
+            f"VOX_TRANSFER_DESTINATIONS: {exc} (expected name[=description],... e.g. "
+            "sales=New orders,billing)"
+        ) from None
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -201,6 +236,11 @@ class Settings:
     max_calls: int | None = None
     path_secret: str | None = field(default=None, repr=False)  # AGENT_PATH_SECRET: /<secret>/chats, /ws
     record_dir: Path | None = None  # VOX_RECORD_DIR: write each call's harness traffic there
+    # VOX_TRANSFER_DESTINATIONS: the names call_transfer may take (agent/destinations.py); empty:
+    # call_transfer has no destination (the scenario's default target)
+    destinations: tuple[Destination, ...] = ()
+    # VOX_SILENCE_PROMPT_S, VOX_SILENCE_HANGUP_S, VOX_MAX_CALL_S (agent/call_limits.py); off when unset
+    limits: LimitTimings = field(default_factory=LimitTimings)
     warnings: tuple[str, ...] = ()  # logged once when the server starts
 
     @classmethod
@@ -264,5 +304,7 @@ class Settings:
             max_calls=_max_calls(env),
             path_secret=path_secret,
             record_dir=_record_dir(env),
+            destinations=_destinations(env),
+            limits=_limits(env),
             warnings=tuple(warnings),
         )
