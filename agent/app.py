@@ -25,13 +25,24 @@ import httpx
 from anyio.abc import TaskGroup
 from fastapi import FastAPI, WebSocket
 from line.agent import AgentEnv, AgentSpec, TurnEnv
-from line.events import CallEnded, CallStarted, InputEvent, OutputEvent, UserTurnEnded, UserTurnStarted
+from line.events import (
+    CallEnded,
+    CallStarted,
+    InputEvent,
+    OutputEvent,
+    UserDtmfSent,
+    UserTurnEnded,
+    UserTurnStarted,
+)
 from line.voice_agent_app import CallRequest, VoiceAgentApp
 from loguru import logger
 
+from agent import keypad
 from agent.actions import END_CALL, ActionOutcome
 from agent.admission import Admission
 from agent.call_control import CallControl
+from agent.call_limits import KINDS as LIMIT_KINDS
+from agent.call_limits import CallLimits
 from agent.call_log import CartesiaCallLog, FrameSender, send_beside_line
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
 from agent.call_parties import call_parties
@@ -41,7 +52,9 @@ from agent.control_url import ControlTarget, InvalidControlUrl, parse_control_ur
 from agent.conversation import build_llm_agent
 from agent.drain import drain_on_signals
 from agent.gate import WS, Gate
+from agent.keypad import Keypad
 from agent.line_wire import EndCallOutput
+from agent.local_input import LocalInput
 from agent.log_redaction import install_log_redaction
 from agent.runtime import GcPolicy, describe_runtime
 from agent.settings import Settings
@@ -57,7 +70,7 @@ ShutdownHook = Callable[[], None]  # blocking work after calls drained, e.g. flu
 @dataclass
 class _CallScope:
     task_group: TaskGroup
-    websocket: WebSocket
+    websocket: LocalInput
     frames: FrameSender
     control: CallControl | None = None
     observer: CallObserver | None = None
@@ -85,7 +98,28 @@ class _ObservedAgent:
             yield output
 
 
-async def _end_own_side(websocket: WebSocket, outcome: ActionOutcome) -> None:
+class _CallTurns:
+    """Each turn to whoever says it: a limit's check-in or goodbye to `CallLimits`, anything else
+    to the agent, with the caller's keypad entries in its history (`Keypad.rewrite`)."""
+
+    def __init__(self, inner: Any, local: LocalInput, pad: Keypad, limits: CallLimits) -> None:
+        self._inner = inner
+        self._local = local
+        self._keypad = pad
+        self._limits = limits
+
+    async def process(self, env: TurnEnv, event: InputEvent) -> AsyncIterator[OutputEvent]:
+        kind = self._local.kind_of(event)
+        if kind in LIMIT_KINDS:
+            async for output in self._limits.turn(kind):
+                yield output
+            return
+        ends_entry = kind == keypad.KIND or isinstance(event, UserDtmfSent)
+        async for output in self._inner.process(env, self._keypad.rewrite(event, ends_entry=ends_entry)):
+            yield output
+
+
+async def _end_own_side(websocket: Any, outcome: ActionOutcome) -> None:
     """End the agent's side of the call with Line's `end_call` frame (Cartesia then closes
     VoxEngine's socket): once VoxEngine hung up the caller, or when the hang-up finally failed, so
     the call cannot linger (agent/call_control.py `EndOwnSide`)."""
@@ -186,11 +220,12 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
         recording = CallRecording(self.clock) if record_dir is not None else None
         socket: Any = RecordingWebSocket(websocket, recording) if recording is not None else websocket
         async with anyio.create_task_group() as tg:
-            scope = _CallScope(tg, socket, FrameSender())
-            tg.start_soon(scope.frames.run, socket)
+            local = LocalInput(socket, tg)  # Line reads the harness through it (agent/local_input.py)
+            scope = _CallScope(tg, local, FrameSender())
+            tg.start_soon(scope.frames.run, local)
             token = _current_call.set(weakref.ref(scope))
             try:
-                await super().websocket_endpoint(socket)
+                await super().websocket_endpoint(local)
             finally:
                 _current_call.reset(token)
                 if scope.control is not None:
@@ -241,14 +276,24 @@ class TelephonyAgentApp(VoiceAgentApp):  # type: ignore[misc]  # line ships no t
             end_own_side=lambda outcome: _end_own_side(scope.websocket, outcome),
         )
         observer.call_started(info, self.clock())
-        agent = self._agent_factory(self.settings, control)
+        local = scope.websocket
+        pad = Keypad(local.inject, self.clock)
+        limits = CallLimits(self.settings.limits, control, local.inject, self.clock)
+        agent = _CallTurns(self._agent_factory(self.settings, control), local, pad, limits)
         scope.control, scope.observer = control, observer
         self.live_calls.add(control)
         scope.task_group.start_soon(control.run)
+        scope.task_group.start_soon(pad.run)
+        scope.task_group.start_soon(limits.run)
 
         def run_filter(event: InputEvent) -> bool:
+            kind = local.kind_of(event)
+            if kind is not None:  # a turn the call started itself (a limit, a keypad pause)
+                return kind != keypad.KIND or pad.pending
+            limits.observe(event)
+            entry_ended = pad.observe(event)  # the caller's `#`
             resumes = control.observe(event)  # a failed transfer: the caller must hear about it
-            return _runs_agent(event) or resumes
+            return _runs_agent(event) or resumes or entry_ended
 
         return (_ObservedAgent(agent, observer, self.clock), run_filter, _cancels_agent)
 

@@ -6,6 +6,10 @@ Line's `VoiceAgentApp` logs the whole start message (line/voice_agent_app.py `we
   such a record is cut to its origin (`agent.control_url.redact_url`);
 - the `agent_token`, "Agent-scoped JWT minted by the API" (line/_harness_types.py `StartInput`), a
   bearer token for Cartesia's API: its value is replaced.
+- keypad digits (a keypad entry can be a card number or a PIN): Line logs each key, the caller's
+  ("User DTMF received: 5", `ConversationRunner._process_input_event`) and the agent's ("Agent
+  DTMF sent: 5", `_map_output_event`), and the `send_dtmf` tool call's arguments ("Tool called:
+  send_dtmf({'button': '5'})"); the key is replaced, the line kept.
 Secrets registered with `install_log_redaction(secrets=...)` (the path secret) are replaced
 wherever they appear. A loguru patcher does all this before any sink sees the record.
 """
@@ -23,6 +27,10 @@ from agent.control_url import REDACTED, redact_url
 # `'agent_token': 'eyJ...'` (a dict's repr, as Line logs it) or `"agent_token": "eyJ..."` (JSON).
 _AGENT_TOKEN = re.compile(r"""(['"]agent_token['"]\s*:\s*)(['"])(?:(?!\2).)*\2""")
 
+# "... DTMF received: 5" / "... DTMF sent: #", and any `'button': '5'` (a dict's repr or JSON).
+_DTMF_KEY = re.compile(r"(DTMF (?:received|sent): ).*")
+_BUTTON = re.compile(r"""(['"]button['"]\s*:\s*)(['"])(?:(?!\2).)*\2""")
+
 _installed = False
 _secrets: set[str] = set()
 
@@ -33,6 +41,10 @@ def _patch(record: Any) -> None:
         message = redact_url(message)
     if "agent_token" in message:
         message = _AGENT_TOKEN.sub(rf"\1\2{REDACTED}\2", message)
+    if "DTMF" in message:
+        message = _DTMF_KEY.sub(rf"\1{REDACTED}", message)
+    if "button" in message:
+        message = _BUTTON.sub(rf"\1\2{REDACTED}\2", message)
     for secret in _secrets:
         if secret in message:
             message = message.replace(secret, REDACTED)
