@@ -26,9 +26,8 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
+from functools import partial
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
 
@@ -41,13 +40,10 @@ from agent.conversation import build_llm_agent
 from agent.retry_policy import RetryPolicy
 from agent.runtime import HTTP_PARSER, SERVER_GC, EventLoop, GcPolicy, HttpParser, event_loop
 from bench.app_instruments import Marks, Tracing, floor_probes, proc_status, reset_peak_rss
+from bench.child import ChildProcess, run_child, sample_lag, serve_parent
 from bench.light_agent import build_tool_driven_agent
-from bench.progress import quiet_logs
 from lab.asgi_server import serve_on_loopback
 from lab.call_lab import lab_settings
-
-START_TIMEOUT_S = 60.0
-LAG_TICK_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -128,9 +124,8 @@ class _Child:
             ):
                 gc.callbacks.append(self._on_gc)
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._sample_lag)
-                    self.conn.send(("ready", None))
-                    await self._serve_commands(app, floor, tracing)
+                    tg.start_soon(sample_lag, self.lag)
+                    await serve_parent(self.conn, None, partial(self._command, app, floor, tracing))
                     tg.cancel_scope.cancel()
         finally:
             await floor.aclose()
@@ -138,33 +133,31 @@ class _Child:
             if tracing is not None:
                 await anyio.to_thread.run_sync(tracing.provider.shutdown)
 
-    async def _serve_commands(self, app: Any, floor: httpx.AsyncClient, tracing: Tracing | None) -> None:
-        while True:
-            command, *args = await anyio.to_thread.run_sync(self.conn.recv)
-            if command == "stop":
-                self.conn.send(("ok", None))
-                return
-            if command == "mark":
-                gc.collect()
-                self.resettable = reset_peak_rss()
-                reply: Any = self._stats(app, tracing)
-            elif command == "stats":
-                reply = self._stats(app, tracing)
-            elif command == "flush":
-                reply = await anyio.to_thread.run_sync(tracing.provider.force_flush) if tracing else True
-            elif command == "health":
-                reply = LoopHealth(tuple(self.lag), tuple(self.gc_pauses))
-                self.lag, self.gc_pauses = [], []
-            elif command == "marks":
-                reply, self.marks.at = self.marks.at, {}
-            elif command == "collect":  # the garbage a full collection finds now, and its pause
-                started = time.perf_counter()
-                reply = (gc.collect(), time.perf_counter() - started)
-            elif command == "floor":
-                reply = await floor_probes(floor, *args)
-            else:
-                reply = ValueError(f"unknown command {command!r}")
-            self.conn.send(("ok", reply))
+    async def _command(
+        self, app: Any, floor: httpx.AsyncClient, tracing: Tracing | None, command: str, args: list[Any]
+    ) -> Any:
+        if command == "mark":
+            gc.collect()
+            self.resettable = reset_peak_rss()
+            return self._stats(app, tracing)
+        if command == "stats":
+            return self._stats(app, tracing)
+        if command == "flush":
+            return await anyio.to_thread.run_sync(tracing.provider.force_flush) if tracing else True
+        if command == "health":
+            health = LoopHealth(tuple(self.lag), tuple(self.gc_pauses))
+            self.lag.clear()
+            self.gc_pauses.clear()
+            return health
+        if command == "marks":
+            marks, self.marks.at = self.marks.at, {}
+            return marks
+        if command == "collect":  # the garbage a full collection finds now, and its pause
+            started = time.perf_counter()
+            return gc.collect(), time.perf_counter() - started
+        if command == "floor":
+            return await floor_probes(floor, *args)
+        raise ValueError(f"unknown command {command!r}")
 
     def _stats(self, app: Any, tracing: Tracing | None) -> AppStats:
         status = proc_status()
@@ -179,79 +172,18 @@ class _Child:
             export_cpu_s=tracing.exporter.cpu_s if tracing else 0.0,
         )
 
-    async def _sample_lag(self) -> None:
-        while True:
-            due = anyio.current_time() + LAG_TICK_S
-            await anyio.sleep_until(due)
-            self.lag.append(anyio.current_time() - due)
-
 
 def child_main(conn: Connection, options: AppOptions, sock: socket.socket) -> None:
     """The app process's body."""
-    quiet_logs()
     profiler = cProfile.Profile() if options.profile_path else None
+    if profiler is not None:
+        profiler.enable()
     try:
-        if profiler is not None:
-            profiler.enable()
-        anyio.run(_Child(conn, options, sock).run, backend_options={"use_uvloop": options.loop == "uvloop"})
-    except KeyboardInterrupt:
-        pass
+        run_child(conn, _Child(conn, options, sock).run, uvloop=options.loop == "uvloop")
     finally:
         if profiler is not None and options.profile_path:
             profiler.disable()
             profiler.dump_stats(options.profile_path)
-        conn.close()
-
-
-class _Worker:
-    """One app process and its pipe."""
-
-    def __init__(self, options: AppOptions, sock: socket.socket, n: int) -> None:
-        ctx = get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process: BaseProcess = ctx.Process(
-            target=child_main,
-            args=(child, options, sock),
-            name=f"bench-app-{n}",
-            daemon=True,
-        )
-        self._child_conn = child
-        self._lock = anyio.Lock()
-
-    async def start(self) -> None:
-        self.process.start()
-        self._child_conn.close()
-        status, _ = await self._receive(START_TIMEOUT_S)
-        if status != "ready":
-            raise RuntimeError(f"app process failed to start: {status}")
-
-    async def stop(self) -> None:
-        try:
-            await self.command("stop", timeout_s=15)
-        except (EOFError, OSError, RuntimeError):
-            pass
-        await anyio.to_thread.run_sync(self.process.join, 10)
-        if self.process.is_alive():
-            self.process.terminate()  # our own child, by its handle
-            await anyio.to_thread.run_sync(self.process.join, 5)
-        self.conn.close()
-
-    async def command(self, name: str, *args: Any, timeout_s: float = 120.0) -> Any:
-        async with self._lock:
-            self.conn.send((name, *args))
-            _, reply = await self._receive(timeout_s)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    async def _receive(self, timeout_s: float) -> tuple[str, Any]:
-        def receive() -> tuple[str, Any]:
-            if not self.conn.poll(timeout_s):
-                raise RuntimeError(f"app process did not answer within {timeout_s:g} s")
-            message: tuple[str, Any] = self.conn.recv()
-            return message
-
-        return await anyio.to_thread.run_sync(receive)
 
 
 class AppProcess:
@@ -267,7 +199,9 @@ class AppProcess:
         if options.workers < 1:
             raise ValueError(f"workers must be ≥ 1, not {options.workers}")
         self._sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
-        self._workers = [_Worker(options, self._sock, n) for n in range(options.workers)]
+        self._workers = [
+            ChildProcess(child_main, (options, self._sock), f"bench-app-{n}") for n in range(options.workers)
+        ]
         self.ws_url = f"ws://127.0.0.1:{self._sock.getsockname()[1]}/ws"
 
     @property

@@ -19,14 +19,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
 import anyio
 
 from agent import prompt
+from bench.child import run_child, sample_lag, serve_parent
 from bench.light_agent import CHAT_REPLY, TRANSFER_WORD
-from bench.progress import quiet_logs
 from lab.action_timing import measure_action
 from lab.faults import FaultPlan
 from lab.harness import HarnessSimulator
@@ -36,7 +37,6 @@ from lab.timeline import Timeline, now
 from lab.tts_model import TtsModel
 from lab.voxengine_emulator import RecordedRequest, VoxEngineEmulator
 
-LAG_TICK_S = 0.02
 CHAT_TEXT = "Hello, I have a question about my last bill."
 ASK_TEXT = f"Can I talk to an {TRANSFER_WORD}, please?"
 
@@ -139,9 +139,11 @@ class CallSample:
 
     @property
     def latency_s(self) -> float | None:
-        if self.turn_ended_at is None or self.post_at is None:
-            return None
-        return self.post_at - self.turn_ended_at
+        return self.since_turn_end(self.post_at)
+
+    def since_turn_end(self, at: float | None) -> float | None:
+        """Seconds from the confirmation's turn end to `at`; None when either is unknown."""
+        return None if at is None or self.turn_ended_at is None else at - self.turn_ended_at
 
     def segments(self) -> tuple[float, float, float] | None:
         """(idle → released, released → POST started, POST started → arrival), or None."""
@@ -196,13 +198,6 @@ class PostWatch:
     async def wait(self, session: str, timeout_s: float, *, accepted: bool = False) -> None:
         with anyio.move_on_after(timeout_s):
             await (self._accepted if accepted else self._posted)[session].wait()
-
-
-async def sample_lag(into: list[float]) -> None:
-    while True:
-        due = anyio.current_time() + LAG_TICK_S
-        await anyio.sleep_until(due)
-        into.append(anyio.current_time() - due)
 
 
 @dataclass
@@ -327,17 +322,8 @@ class _Generator:
             llm = None
             if self.replies is not None:
                 llm = await stack.enter_async_context(ScriptedLlm(self.replies))
-            self.conn.send(("ready", (emulator.network, emulator.origin, llm.api_base if llm else None)))
-            while True:
-                command, *args = await anyio.to_thread.run_sync(self.conn.recv)
-                if command == "stop":
-                    self.conn.send(("ok", None))
-                    return
-                try:
-                    reply = await self._command(emulator, command, args)
-                except Exception as exc:  # the parent raises it, with its type
-                    reply = exc
-                self.conn.send(("ok", reply))
+            ready = (emulator.network, emulator.origin, llm.api_base if llm else None)
+            await serve_parent(self.conn, ready, partial(self._command, emulator))
 
     async def _command(self, emulator: VoxEngineEmulator, command: str, args: list[Any]) -> Any:
         if command == "round":
@@ -389,13 +375,7 @@ class _Generator:
 
 def generator_main(conn: Connection, faults: FaultPlan | None, replies: list[LlmReply] | None) -> None:
     """A generator process's body (spawned by `bench.world.World`)."""
-    quiet_logs()
-    try:
-        anyio.run(_Generator(conn, faults, replies).run, backend_options={"use_uvloop": _has_uvloop()})
-    except KeyboardInterrupt:
-        pass
-    finally:
-        conn.close()
+    run_child(conn, _Generator(conn, faults, replies).run, uvloop=_has_uvloop())
 
 
 def _has_uvloop() -> bool:

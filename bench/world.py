@@ -15,8 +15,6 @@ import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
-from multiprocessing import get_context
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,11 +22,11 @@ from typing import Any
 import anyio
 
 from agent.control_transport import ControlNetwork
+from bench.child import ChildProcess
 from bench.generator import GeneratorRound, RoundPlan, generator_main
 from lab.faults import FaultPlan
 from lab.scripted_llm import LlmReply
 
-START_TIMEOUT_S = 60.0
 STEP_TIMEOUT_S = 600.0  # a round's step (all connected, all done) at the largest load
 
 
@@ -37,63 +35,20 @@ def generators_for(calls: int, per_generator: int, most: int) -> int:
     return max(1, min(most, math.ceil(calls / per_generator)))
 
 
-class Generator:
-    """One generator process and its pipe (commands answered in order)."""
+class Generator(ChildProcess):
+    """One generator process; once started, what it serves: its emulator's network and origin,
+    and the scripted LLM's URL (generator 0, with replies)."""
 
     def __init__(self, n: int, faults: FaultPlan | None, replies: list[LlmReply] | None) -> None:
-        ctx = get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process: BaseProcess = ctx.Process(
-            target=generator_main, args=(child, faults, replies), name=f"bench-world-{n}", daemon=True
-        )
-        self._child_conn = child
+        super().__init__(generator_main, (faults, replies), f"bench-world-{n}")
         self.network = ControlNetwork()
         self.origin = ""
         self.llm_api_base: str | None = None
 
-    async def start(self) -> None:
-        self.process.start()
-        self._child_conn.close()
-        status, ready = await self.receive(START_TIMEOUT_S)
-        if status != "ready":
-            raise RuntimeError(f"generator process failed to start: {status}")
+    async def start(self) -> Any:
+        ready = await super().start()
         self.network, self.origin, self.llm_api_base = ready
-
-    async def stop(self) -> None:
-        try:
-            self.conn.send(("stop",))
-            await self.receive(15)
-        except (EOFError, OSError, RuntimeError):
-            pass
-        await anyio.to_thread.run_sync(self.process.join, 10)
-        if self.process.is_alive():
-            self.process.terminate()  # our own child, by its handle
-            await anyio.to_thread.run_sync(self.process.join, 5)
-        self.conn.close()
-
-    def send(self, *message: Any) -> None:
-        self.conn.send(message)
-
-    async def receive(self, timeout_s: float) -> tuple[str, Any]:
-        def receive() -> tuple[str, Any]:
-            if not self.conn.poll(timeout_s):
-                raise RuntimeError(f"generator process did not answer within {timeout_s:g} s")
-            message: tuple[str, Any] = self.conn.recv()
-            return message
-
-        return await anyio.to_thread.run_sync(receive)
-
-    async def expect(self, step: str, timeout_s: float = STEP_TIMEOUT_S) -> Any:
-        got, value = await self.receive(timeout_s)
-        if isinstance(value, Exception):
-            raise value
-        if got != step:
-            raise RuntimeError(f"generator said {got!r}, expected {step!r}")
-        return value
-
-    async def command(self, name: str, *args: Any, timeout_s: float = 120.0) -> Any:
-        self.send(name, *args)
-        return await self.expect("ok", timeout_s)
+        return ready
 
 
 class World:
@@ -199,15 +154,15 @@ class World:
 
         async def drive(n: int, g: Generator, plan: RoundPlan) -> None:
             g.send("round", plan)
-            await g.expect("connected")
+            await g.expect("connected", STEP_TIMEOUT_S)
             reached("connected", connected)
             await connected.wait()
             g.send("go", self.start_at)
-            await g.expect("finished")
+            await g.expect("finished", STEP_TIMEOUT_S)
             reached("finished", finished)
             await finished.wait()
             g.send("hangup", None)
-            results[n] = await g.expect("ok")
+            results[n] = await g.expect("ok", STEP_TIMEOUT_S)
 
         self.start_at = 0.0
         async with anyio.create_task_group() as tg:
