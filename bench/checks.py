@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from agent.settings import DEFAULT_MAX_CALLS
 from bench.alignment import AlignmentRun, policy_stats
-from bench.capacity import CapacityResult
+from bench.capacity import DEAD_AIR_P99_MS, CapacityResult
 from bench.config import BenchConfig
 from bench.faults import FAULT_RATES, FaultResult
 from bench.lab_tracing import LabTracingCost
@@ -16,7 +16,6 @@ from bench.resources import TracingCost, tracing_cost
 from bench.results import BenchRun
 from bench.stats import fmt_ms
 
-DEAD_AIR_P99_MS = 50.0
 ADDED_P99_MS = 2.0
 HIGH_P99_MS = 25.0
 TOP_P99_MS = 50.0
@@ -183,7 +182,7 @@ def _undelivered_note(faults: FaultResult) -> str:
         return ""
     every = all(a != "accepted" and a != "duplicate" for t in lost for a in t.answers)
     posts = ", ".join(str(t.posts) for t in lost)
-    last = max((t.last_post_after_s or 0.0) for t in lost)
+    last = max((t.since_turn_end(t.last_post_at) or 0.0) for t in lost)
     fewest = min(t.posts for t in lost)
     p_fail = sum(FAULT_RATES.values())
     head = f"{len(lost)} action(s) never got an accepted answer after {posts} POST(s)"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from agent.retry_policy import RetryPolicy
 from bench.app_process import AppOptions
 from bench.config import BenchConfig
-from bench.load import LoadShape, play_round, wait_drained, warmed_app
+from bench.load import CallSample, LoadShape, play_round, wait_drained, warmed_app
 from bench.progress import Progress
 from bench.stats import Summary, summarize
 from bench.world import World, generators_for
@@ -29,45 +29,55 @@ FAULT_STATUS = 503
 
 
 @dataclass(frozen=True)
-class ActionTrace:
-    """One action under faults: what each of its POSTs met, in order."""
-
-    session: str
-    accepted: bool
-    to_accepted_s: float | None
-    answers: tuple[str, ...]  # per POST: "503", "hang", "drop", "accepted", "duplicate", "refused:…"
-    last_post_after_s: float | None  # after the confirmation's turn end
-
-    @property
-    def posts(self) -> int:
-        return len(self.answers)
-
-
-@dataclass(frozen=True)
 class FaultResult:
-    calls: int
-    delivered: int
     retry: RetryPolicy
-    concurrency: int
-    time_to_accepted_s: tuple[float, ...]  # the confirmation's turn end → the accepted POST's arrival
-    posts_per_action: tuple[int, ...]
-    injected: dict[str, int]
-    effects: int
-    duplicate_effects: int  # effects beyond the first, per action id
-    duplicate_answers: int  # requests answered "duplicate": true (retries after an effect)
-    actions: tuple[ActionTrace, ...] = ()
+    actions: tuple[CallSample, ...]  # one a call; `answers`: what each of its POSTs met, in order
 
     @property
-    def undelivered(self) -> tuple[ActionTrace, ...]:
-        return tuple(a for a in self.actions if not a.accepted)
+    def calls(self) -> int:
+        return len(self.actions)
+
+    @property
+    def delivered(self) -> int:
+        return self.calls - len(self.undelivered)
+
+    @property
+    def undelivered(self) -> tuple[CallSample, ...]:
+        return tuple(a for a in self.actions if a.accepted_at is None)
 
     @property
     def delivered_pct(self) -> float:
         return 100.0 * self.delivered / self.calls if self.calls else 0.0
 
     @property
+    def time_to_accepted_s(self) -> tuple[float, ...]:
+        """The confirmation's turn end → the accepted POST's arrival, for each delivered action."""
+        since = (a.since_turn_end(a.accepted_at) for a in self.actions)
+        return tuple(s for s in since if s is not None)
+
+    @property
     def time_to_accepted(self) -> Summary | None:
         return summarize(self.time_to_accepted_s)
+
+    @property
+    def effects(self) -> int:
+        return sum(a.effects for a in self.actions)
+
+    @property
+    def duplicate_effects(self) -> int:
+        """Effects beyond the first, per action id."""
+        return sum(max(0, a.effects - 1) for a in self.actions)
+
+    @property
+    def duplicate_answers(self) -> int:
+        """Requests answered `"duplicate": true` (retries after an effect)."""
+        return sum(a.answers.count("duplicate") for a in self.actions)
+
+    @property
+    def injected(self) -> dict[str, int]:
+        """The injected faults met, by kind (an injected 5xx under its fault kind)."""
+        met = Counter(x for a in self.actions for x in a.answers if x not in ("accepted", "duplicate"))
+        return {_KIND.get(k, k): v for k, v in met.items() if not k.startswith("refused")}
 
 
 async def run_faults(config: BenchConfig, progress: Progress) -> FaultResult:
@@ -89,38 +99,11 @@ async def run_faults(config: BenchConfig, progress: Progress) -> FaultResult:
         async with warmed_app(AppOptions(retry=retry), world, config.warmup_calls, floor=False) as app:
             played = await play_round(app, world, shape, tag="fault", seed=config.seed)
             await wait_drained(app)
-    traces = [
-        ActionTrace(
-            session=s.session,
-            accepted=s.accepted_at is not None,
-            to_accepted_s=_since(s.accepted_at, s.turn_ended_at),
-            answers=s.answers,
-            last_post_after_s=_since(s.last_post_at, s.turn_ended_at),
-        )
-        for s in played.samples
-    ]
-    injected = Counter(a for t in traces for a in t.answers if a not in ("accepted", "duplicate"))
-    result = FaultResult(
-        calls=shape.calls,
-        delivered=sum(1 for t in traces if t.accepted),
-        retry=retry,
-        concurrency=shape.calls,
-        time_to_accepted_s=tuple(t.to_accepted_s for t in traces if t.to_accepted_s is not None),
-        posts_per_action=tuple(s.posts for s in played.samples),
-        injected={_KIND.get(k, k): v for k, v in injected.items() if not k.startswith("refused")},
-        effects=sum(s.effects for s in played.samples),
-        duplicate_effects=sum(max(0, s.effects - 1) for s in played.samples),
-        duplicate_answers=sum(t.answers.count("duplicate") for t in traces),
-        actions=tuple(traces),
-    )
+    result = FaultResult(retry, played.samples)
     progress.say(
         SECTION, f"delivered {result.delivered}/{result.calls}; to accepted {result.time_to_accepted}"
     )
     return result
 
 
-_KIND = {str(FAULT_STATUS): "status"}  # an injected 5xx is counted under its fault kind
-
-
-def _since(at: float | None, start: float | None) -> float | None:
-    return None if at is None or start is None else at - start
+_KIND = {str(FAULT_STATUS): "status"}

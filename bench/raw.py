@@ -58,7 +58,13 @@ def write_overhead(result: OverheadResult, out: Path) -> str:
 
 def write_faults(result: FaultResult, out: Path) -> str:
     rows = [
-        [a.session, int(a.accepted), _ms(a.to_accepted_s), a.posts, " ".join(a.answers)]
+        [
+            a.session,
+            int(a.accepted_at is not None),
+            _ms(a.since_turn_end(a.accepted_at)),
+            a.posts,
+            " ".join(a.answers),
+        ]
         for a in result.actions
     ]
     return _write(out / "faults.csv", ["session", "accepted", "to_accepted_ms", "posts", "answers"], rows)

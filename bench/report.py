@@ -302,7 +302,7 @@ def _lab_tracing(cost: LabTracingCost) -> list[str]:
 def _faults(result: FaultResult, plot: str | None) -> list[str]:
     retry = result.retry
     injected = ", ".join(f"{k} {v}" for k, v in sorted(result.injected.items())) or "none"
-    posts = sorted(result.posts_per_action)
+    posts = sorted(a.posts for a in result.actions)
     lines = [
         "## 4. Faults: delivery when VoxEngine misbehaves",
         "",
@@ -339,7 +339,7 @@ def _faults(result: FaultResult, plot: str | None) -> list[str]:
         lines += [
             "",
             f"- never accepted: `{trace.session}`: {' → '.join(trace.answers)} "
-            f"(last POST {trace.last_post_after_s or 0.0:.2f} s after the turn end)",
+            f"(last POST {trace.since_turn_end(trace.last_post_at) or 0.0:.2f} s after the turn end)",
         ]
     if plot:
         lines += ["", f"![faults]({plot})"]
