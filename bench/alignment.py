@@ -35,8 +35,7 @@ from lab.harness import HarnessSimulator
 from lab.published_example import TRANSFER_DELAY_S, build_published_agent
 from lab.scenarios import Policy
 from lab.scripted_llm import LlmReply
-from lab.timeline import Timeline, now
-from lab.voxengine_emulator import Effect, RecordedRequest
+from lab.timeline import now
 
 POLICIES: tuple[Policy, ...] = ("fixed-sleeps", "turn-end")
 SETTLE_S = 0.3  # after an action's outcome, to catch anything fired later
@@ -96,29 +95,6 @@ class AlignmentRun:
     noise: Noise | None = None
 
 
-def measure(
-    spec: CallSpec,
-    policy: str,
-    timeline: Timeline,
-    asked_at: float,
-    requests: Sequence[RecordedRequest],
-    effects: Sequence[Effect],
-    released_at: float | None = None,
-) -> CallOutcome:
-    mine = [r for r in requests if r.session == spec.session]
-    action = "call_transfer" if spec.kind == "transfer" else "end_call"
-    return CallOutcome(
-        index=spec.index,
-        policy=policy,
-        kind=spec.kind,
-        close_after_end_call=spec.close_after_end_call,
-        barged_in=spec.barge_in_after_s is not None,
-        planned_speech_s=spec.planned_speech_s,
-        timing=measure_action(timeline, mine, action, asked_at=asked_at, released_at=released_at),
-        effects=sum(1 for e in effects if e.session == spec.session),
-    )
-
-
 async def _wait_post_or_close(lab: CallLab, sim: HarnessSimulator, session: str, until: float) -> None:
     """The published policy reports nothing: wait for its POST, the socket's end, or its sleeps."""
 
@@ -159,8 +135,16 @@ async def play_call(lab: CallLab, spec: CallSpec, policy: Policy) -> CallOutcome
     released = next(
         (r.at for r in lab.recorder.actions if r.call_id == spec.call_id and r.name == "released"), None
     )
-    return measure(
-        spec, policy, sim.timeline, asked_at, lab.emulator.requests, lab.emulator.effects, released
+    mine = [r for r in lab.emulator.requests if r.session == spec.session]
+    return CallOutcome(
+        index=spec.index,
+        policy=policy,
+        kind=spec.kind,
+        close_after_end_call=spec.close_after_end_call,
+        barged_in=spec.barge_in_after_s is not None,
+        planned_speech_s=spec.planned_speech_s,
+        timing=measure_action(sim.timeline, mine, spec.action, asked_at=asked_at, released_at=released),
+        effects=sum(1 for e in lab.emulator.effects if e.session == spec.session),
     )
 
 

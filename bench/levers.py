@@ -11,7 +11,6 @@ they ran once, their figures are history in bench/README.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from agent.runtime import CPYTHON_GC, FREEZE_GC, NO_GC
@@ -105,7 +104,3 @@ async def _one(lever: Lever, world: World, shape: LoadShape, config: BenchConfig
     except Exception as exc:  # a lever that cannot run is a row that says why, not a lost section
         return LeverRun(lever, None, why=f"did not run: {exc!r}")
     return LeverRun(lever, run, garbage, collect_s)
-
-
-def shipped_runs(result: LeverResult) -> Sequence[LeverRun]:
-    return [r for r in result.runs if r.lever.name == SHIPPED and r.run is not None]

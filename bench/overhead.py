@@ -59,10 +59,6 @@ class Level:
         return tuple(d for r in self.rounds for d in r.dropped)
 
     @property
-    def duplicate_effects(self) -> int:
-        return sum(max(0, s.effects - 1) for r in self.rounds for s in r.samples)
-
-    @property
     def app_lag(self) -> Summary | None:
         return summarize([x for r in self.rounds for x in r.app.lag_s])
 
