@@ -33,7 +33,7 @@ from lab.faults import FaultPlan
 from lab.harness import CloseAfterEndCall, HarnessSimulator
 from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.scripted_llm import LlmReply, ScriptedLlm
-from lab.telephony import TransferScript
+from lab.telephony import Destination, Pace, TransferScript
 from lab.timeline import Timeline, TimelineEvent
 from lab.tts_model import TtsModel
 from lab.voxengine_emulator import NORMAL_CLOSE, AgentLink, CloseHandling, PlayoutGuard, VoxEngineEmulator
@@ -105,7 +105,8 @@ def _harness_to_voxengine(emulator: VoxEngineEmulator, session: str, event: Time
     (its media buffer) and Cartesia closing its socket. Assumption: when the harness closes the
     call after Line's `end_call`, or the app closed its socket, Cartesia closes VoxEngine's with
     1000 (web-calls.mdx: "When the agent ends the call ... Code: 1000"); a close by VoxEngine
-    itself (`by="voxengine"`) or by the caller's side is no news to the scenario."""
+    itself (`by="voxengine"`) or by the caller's side is no news to the scenario. A `dtmf` frame
+    from the app is Cartesia's `AgentsEvents.DTMF` at VoxEngine (issue #18)."""
     detail = event.detail
     if event.kind == "agent_turn_started":
         emulator.agent_audio(session, started_at=detail["scheduled_at"])
@@ -115,6 +116,8 @@ def _harness_to_voxengine(emulator: VoxEngineEmulator, session: str, event: Time
         emulator.agent_audio(session, stopped_at=detail["audio_end"])
     elif event.kind == "agent_playback_stopped":
         emulator.agent_audio(session, stopped_at=event.at)
+    elif event.kind == "agent_dtmf":
+        emulator.agent_dtmf(str(detail.get("button", "")), session)
     elif event.kind == "socket_closed" and detail.get("by") in ("end_call", "app"):
         emulator.agent_closed(session, NORMAL_CLOSE)
 
@@ -138,6 +141,8 @@ class CallLab:
         playout_lag_s: float = 0.0,  # VoxEngine's playout behind the harness's (lab/media_buffer.py)
         guard: PlayoutGuard | None = None,  # the scenario's hang-up playout guard (default on, 3 s)
         close_handling: CloseHandling = "keep_caller",  # "end_at_once": the scenario before #17
+        destinations: Sequence[Destination] | None = None,  # TRANSFER_DESTINATIONS and their phones
+        pace: Pace | None = None,  # when those phones ring, answer, are judged by AMD
     ) -> None:
         self.recorder = CallRecorder()
         self.llm = ScriptedLlm(replies, default=default_reply)
@@ -148,6 +153,8 @@ class CallLab:
             playout_lag_s=playout_lag_s,
             guard=guard,
             close_handling=close_handling,
+            destinations=destinations,
+            pace=pace,
         )
         self._secret = secret
         self._settings = settings
@@ -218,7 +225,9 @@ class CallLab:
         ) as sim:
             # The emulated scenario reaches this call's agent as VoxEngine reaches it through
             # Cartesia: custom events, and closing the client (the harness then ends the call).
-            link = AgentLink(custom=sim.send_custom, close=partial(sim.close, by="voxengine"))
+            link = AgentLink(
+                custom=sim.send_custom, close=partial(sim.close, by="voxengine"), dtmf=sim.send_dtmf
+            )
             self.emulator.link_agent(session, link)
             sim.timeline.listen(partial(_harness_to_voxengine, self.emulator, session))
             try:

@@ -20,7 +20,10 @@ trimmed header is exactly ``t=<1-15 digits>,v1=<64 hex digits, any case>`` with 
 → a JSON object (``bad_json``) → ``id`` and ``X-Idempotency-Key`` (``bad_request``) → a seen id
 (its first answer plus ``"duplicate": true``, no second effect) → ``action`` (``bad_request`` if
 missing or not a string, else ``unknown_action``) → ``summary`` (``bad_request`` unless a string of
-at most 2000 code points) → call state (``call_ended``, then ``transfer_in_progress`` for a
+at most 2000 code points) → ``destination`` (``bad_request`` unless absent or a name
+``^[a-z0-9_-]{1,64}$``; ``unknown_destination`` unless ApplicationStorage TRANSFER_DESTINATIONS
+has it, here ``destinations``, or it is ``default``: TRANSFER_NUMBER, always set here; an
+``end_call`` ignores it) → call state (``call_ended``, then ``transfer_in_progress`` for a
 ``call_transfer``) → accepted, with an ``Effect``.
 
 Headers are matched by lower-cased name, values trimmed, an empty value counts as absent, the
@@ -40,6 +43,18 @@ What VoxEngine does around the contract, modelled (source, or "assumption"):
 - a handler callback is limited to 1 s ("Callback execution time is limited to 1 second",
   VoxEngine limits page): the ``overrun`` fault (``lab.faults``) is a handler aborted at
   ``callback_limit_s``.
+
+Named destinations and keys (issue #18, docs/control-contract.md; the same steps as
+``voxengine/scenario.js``): with ``destinations`` (name → ``lab.telephony.Destination``, its
+behaviour scripted by ``script_for`` at ``pace``) an accepted transfer dials the named destination
+(absent: the one named ``default``, else the legacy ``transfer`` script as ``default``) and then
+its fallbacks, one ``TransferPlay`` per attempt, each outcome event naming ``destination`` and
+``attempt`` (``lab.telephony``). Keys: ``caller_presses`` is the caller's keypad
+(``CallEvents.ToneReceived`` → ``AgentsClient.dtmf``: the agent's ``UserDtmfSent``), only while
+the agent is connected; ``agent_dtmf`` is a key the agent sent (Line's ``dtmf`` frame → the
+harness → ``Cartesia.AgentsEvents.DTMF``), played with ``sendDigits`` on the target's leg while a
+transfer's target answered and is not bridged yet, else on the caller's (``tones``). The session
+log counts keys, never shows them.
 
 The hang-up chain (docs/control-contract.md "The hang-up chain", decided in issue #17; the same
 steps as ``voxengine/scenario.js``):
@@ -94,7 +109,15 @@ from lab.control_host import LAB_CONTROL_HOST, LOOPBACK, LoopbackControlHost
 from lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
 from lab.harness import CALLEE, CALLER
 from lab.media_buffer import MediaBuffer
-from lab.telephony import TransferPlay, TransferScript
+from lab.telephony import (
+    DEFAULT_DESTINATION,
+    Destination,
+    Pace,
+    TransferPlay,
+    TransferScript,
+    fallback_chain,
+    script_for,
+)
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -119,6 +142,7 @@ MAX_REMEMBERED_IDS = 256
 ACTIONS = frozenset({"end_call", "call_transfer"})
 _READ_LIMIT = 1024 * 1024  # bodies beyond this are not read; the connection is closed after answering
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_DESTINATION = re.compile(r"[a-z0-9_-]{1,64}")
 _SESSION = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _SIGNATURE = re.compile(r"t=([0-9]{1,15}),v1=([0-9A-Fa-f]{64})")
 _PATH = re.compile(r"/request/([^/]+)/([^/]+)")
@@ -200,6 +224,17 @@ class Effect:
     summary: str | None
 
 
+@dataclass(frozen=True)
+class Tone:
+    """A key the agent sent (``AgentsEvents.DTMF``), played on a leg (a destination's extension is
+    ``TransferPlay.extension_played``)."""
+
+    time: float
+    session: str
+    leg: Literal["caller", "target"]
+    key: str
+
+
 @dataclass
 class _Session:
     name: str
@@ -227,6 +262,7 @@ class AgentLink:
 
     custom: Callable[[dict[str, Any]], Awaitable[object]]
     close: Callable[[], Awaitable[object]]
+    dtmf: Callable[[str], Awaitable[object]] | None = None  # `client.dtmf(...)`: a caller's key
 
 
 def _refuse(code: str) -> dict[str, Any]:
@@ -283,6 +319,8 @@ class VoxEngineEmulator:
         guard: PlayoutGuard | None = None,
         agent_close_grace_s: float = 3.0,
         close_handling: CloseHandling = "keep_caller",
+        destinations: Iterable[Destination] | None = None,
+        pace: Pace | None = None,
     ) -> None:
         if playout_lag_s < 0:
             raise ValueError("playout_lag_s must be >= 0")
@@ -298,6 +336,15 @@ class VoxEngineEmulator:
         self.transfer_script = transfer
         """What the phone does after an accepted transfer (``lab.telephony``); None: the transfer
         stays under way until ``transfer_connected`` / ``transfer_failed``."""
+        self.destinations: dict[str, Destination] | None = (
+            {d.name: d for d in destinations} if destinations is not None else None
+        )
+        """ApplicationStorage TRANSFER_DESTINATIONS (None: not set), each with its behaviour."""
+        self.pace = pace or Pace()
+        self.tones: list[Tone] = []
+        """Every key played on a leg, in order."""
+        self.caller_keys = 0
+        """Keys the caller pressed that reached the agent."""
         self.transfers: list[TransferPlay] = []
         self.custom_events: list[tuple[str, dict[str, Any]]] = []
         """Every outcome event the emulated scenario sent an agent: (session, metadata)."""
@@ -443,6 +490,36 @@ class VoxEngineEmulator:
     def transfer_failed(self, session: str = "s1") -> None:
         """The transfer under way in ``session`` failed; the call goes on and may transfer again."""
         self._session(session).transfer_in_progress = False
+
+    # -- keys (DTMF) -------------------------------------------------------------------------------
+
+    async def caller_presses(self, keys: str, session: str = "s1") -> int:
+        """The caller presses `keys` (``CallEvents.ToneReceived`` → ``AgentsClient.dtmf``): each
+        reaches the agent while it is connected; returns how many did."""
+        state = self._session(session)
+        sent = 0
+        for key in keys:
+            if state.agent is None or state.agent.dtmf is None or state.agent_gone or state.bridged:
+                break
+            await state.agent.dtmf(key)
+            sent += 1
+        self.caller_keys += sent
+        log.info("voxengine emulator: %d caller keys to the agent", sent)  # never the keys
+        return sent
+
+    def agent_dtmf(self, key: str, session: str = "s1") -> None:
+        """A key the agent sent (``Cartesia.AgentsEvents.DTMF``): played with ``sendDigits`` on the
+        target's leg while its target answered and is not bridged, else on the caller's."""
+        state = self._session(session)
+        play = state.transfer
+        answered = play is not None and play.phase in ("detecting", "whispering")
+        self.tones.append(Tone(self._clock(), session, "target" if answered else "caller", key))
+        log.info("voxengine emulator: 1 agent key played on the %s leg", "target" if answered else "caller")
+        self._notify()
+
+    async def wait_for_tones(self, n: int, *, timeout: float) -> list[Tone]:  # noqa: ASYNC109
+        """Wait until ``n`` keys were played on a leg; raises ``TimeoutError``."""
+        return await self._wait_for(self.tones, n, timeout)
 
     # -- the agent's audio and socket: the hang-up chain -----------------------------------------
 
@@ -766,6 +843,13 @@ class VoxEngineEmulator:
         summary = data.get("summary")
         if "summary" in data and (not isinstance(summary, str) or len(summary) > MAX_SUMMARY_CODE_POINTS):
             return _refuse("bad_request")
+        destination = data.get("destination")
+        if action == "call_transfer" and "destination" in data:  # end_call ignores it
+            if not isinstance(destination, str) or not _DESTINATION.fullmatch(destination):
+                return _refuse("bad_request")
+            # TRANSFER_NUMBER is the destination "default" (always set here: every transfer dials)
+            if destination != DEFAULT_DESTINATION and destination not in (self.destinations or {}):
+                return _refuse("unknown_destination")
         if session.ended:
             return _refuse("call_ended")
         if action == "call_transfer":
@@ -778,22 +862,43 @@ class VoxEngineEmulator:
             self._host.start_soon(self._hang_up_after_guard, session, action_id)
         text = (summary if isinstance(summary, str) else "") if action == "call_transfer" else None
         self.effects.append(Effect(self._clock(), session.name, action, action_id, text))
-        if action == "call_transfer" and self.transfer_script is not None:
-            self._start_transfer(session, action_id, text or "", self.transfer_script)
+        if action == "call_transfer":
+            attempts = self._attempts(destination if isinstance(destination, str) else DEFAULT_DESTINATION)
+            if attempts:
+                self._start_transfer(session, action_id, text or "", attempts)
         self._notify()
         return {"ok": True, "id": action_id, "action": action}
 
     # -- the phone side of a transfer (lab.telephony) ------------------------------------------------
 
+    def _attempts(self, name: str) -> list[tuple[Destination, TransferScript]]:
+        """What the phone does for each attempt of a transfer to `name`."""
+        destinations = self.destinations or {}
+        if name not in destinations:  # "default" without such an entry: TRANSFER_NUMBER
+            legacy = self.transfer_script  # one attempt, as before #18
+            return [(Destination(DEFAULT_DESTINATION), legacy)] if legacy is not None else []
+        chain = fallback_chain(name, destinations)
+        return [(d, script_for(d, self.pace)) for d in chain]
+
     def _start_transfer(
-        self, session: _Session, action_id: str, summary: str, script: TransferScript
+        self,
+        session: _Session,
+        action_id: str,
+        summary: str,
+        attempts: list[tuple[Destination, TransferScript]],
+        attempt: int = 1,
     ) -> None:
+        destination, script = attempts[attempt - 1]
+
         async def tell_agent(metadata: dict[str, Any]) -> None:
             if metadata.get("status") == "connected":  # sent at the bridge: its playout offset
                 metadata = {**metadata, "playout_offset_ms": session.media.known_offset_ms(self._clock())}
             await self._tell_agent(session, metadata)
 
         async def on_end(how: str) -> None:
+            if how == "attempt_failed":  # the next destination of the chain
+                self._start_transfer(session, action_id, summary, attempts, attempt + 1)
+                return
             session.transfer_in_progress = False
             if how == "connected":  # bridged: the agent is detached and no longer in control
                 session.ended = session.bridged = True
@@ -802,7 +907,17 @@ class VoxEngineEmulator:
                 self._end_session(session)
 
         play = TransferPlay(
-            action_id, summary, script, tell_agent, lambda: not session.agent_gone, on_end, self._clock
+            action_id,
+            summary,
+            script,
+            tell_agent,
+            lambda: not session.agent_gone,
+            on_end,
+            self._clock,
+            destination=destination.name,
+            attempt=attempt,
+            last=attempt == len(attempts),
+            extension=destination.extension,
         )
         session.transfer = play
         self.transfers.append(play)
