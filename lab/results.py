@@ -50,7 +50,12 @@ class CallResult:
 
     def timing(self, action: str) -> ActionTiming:
         released = next((r.at for r in self.actions if r.action == action and r.name == "released"), None)
-        return measure_action(self.timeline, self.requests, action, released_at=released)
+        asked = None
+        if not any(t.name == action for t in self.timeline.tool_calls()):
+            # Held by the call itself (a silence or time limit, agent/call_limits.py), not by a
+            # tool the caller's turn led to: its goodbye is the first turn after it was held.
+            asked = next((r.at for r in self.actions if r.action == action and r.name == "enqueued"), None)
+        return measure_action(self.timeline, self.requests, action, asked_at=asked, released_at=released)
 
     def speech_end_before(self, at: float | None) -> bool:
         """Whether every agent turn had stopped speaking before `at` (nothing fired mid-speech)."""
@@ -137,7 +142,8 @@ class CallResult:
 
 
 def _requested(result: CallResult) -> set[str]:
-    return {t.name for t in result.timeline.tool_calls() if t.name in ("end_call", "call_transfer")}
+    by_tools = {t.name for t in result.timeline.tool_calls() if t.name in ("end_call", "call_transfer")}
+    return by_tools | {r.action for r in result.actions if r.name == "enqueued"}
 
 
 def _verdict(timing: ActionTiming) -> str:

@@ -7,14 +7,17 @@ One catalogue serves `python -m lab simulate`, the timing regression suite and t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
+from agent import destinations as agent_destinations
 from agent import prompt
 from agent.app import AgentFactory, ObserverFactory
+from agent.call_limits import LimitTimings
 from agent.conversation import build_llm_agent
 from agent.settings import Settings
 from lab.call_lab import CallLab
@@ -24,7 +27,7 @@ from lab.harness_profile import FAITHFUL, HarnessProfile
 from lab.published_example import TRANSFER_DELAY_S, build_published_agent
 from lab.results import CallResult
 from lab.scripted_llm import LlmReply, ToolCallSpec
-from lab.telephony import TransferScript
+from lab.telephony import Destination, Pace, TransferScript
 from lab.tts_model import TtsModel
 from lab.voxengine_emulator import PlayoutGuard
 
@@ -33,10 +36,25 @@ Drive = Callable[[HarnessSimulator], Awaitable[None]]
 
 GOODBYE_TEXT = "Thanks for calling, have a great day. Goodbye!"
 TRANSFER_BUSY_APOLOGY = "I'm sorry, my colleague's line is busy. Would you like me to take a message?"
+VOICEMAIL_APOLOGY = "I'm sorry, I only reached their voicemail. Would you like me to take a message?"
+KEYPAD_THANKS = "Thank you, I have your account number."
+# The lab's TRANSFER_DESTINATIONS: what each name's phone does (lab.telephony.Destination), and
+# the names the agent is configured with (VOX_TRANSFER_DESTINATIONS).
+SALES_BUSY = (Destination("sales", "busy", fallback=("support",)), Destination("support", "human"))
+SALES_VOICEMAIL = (Destination("sales", "voicemail"),)
+PACE = Pace(ring_s=0.3, answer_s=1.0, amd_s=0.8, whisper_s=1.5)
 
 
-def transfer_reply(lead_in: str = "", summary: str = "Caller asked for a person.") -> LlmReply:
-    return LlmReply(text=lead_in, tool_calls=(ToolCallSpec("call_transfer", {"summary": summary}),))
+def agent_destinations_for(phones: Sequence[Destination]) -> tuple[agent_destinations.Destination, ...]:
+    """The agent's side of a lab TRANSFER_DESTINATIONS: names only, as VOX_TRANSFER_DESTINATIONS."""
+    return tuple(agent_destinations.Destination(d.name, f"the {d.name} team") for d in phones)
+
+
+def transfer_reply(
+    lead_in: str = "", summary: str = "Caller asked for a person.", destination: str | None = None
+) -> LlmReply:
+    arguments = {"summary": summary, **({"destination": destination} if destination else {})}
+    return LlmReply(text=lead_in, tool_calls=(ToolCallSpec("call_transfer", arguments),))
 
 
 def goodbye_reply(text: str = GOODBYE_TEXT) -> LlmReply:
@@ -63,6 +81,28 @@ def until_turn(n: int, then: Drive) -> Drive:
     async def drive(sim: HarnessSimulator) -> None:
         await then(sim)
         await sim.wait_agent_turn_end(n, timeout_s=60)
+
+    return drive
+
+
+def presses_keys(keys: str, then_turn: int) -> Drive:
+    """After the introduction, the caller presses `keys` on the keypad (VoxEngine's `dtmf` for
+    each), then waits for agent turn `then_turn`."""
+
+    async def drive(sim: HarnessSimulator) -> None:
+        await sim.wait_agent_turn_end(1, timeout_s=60)
+        for key in keys:
+            await sim.send_dtmf(key)
+        await sim.wait_agent_turn_end(then_turn, timeout_s=60)
+
+    return drive
+
+
+def stays_silent() -> Drive:
+    """The caller hears the introduction and says nothing more (the call's limits end it)."""
+
+    async def drive(sim: HarnessSimulator) -> None:
+        await sim.wait_agent_turn_end(1, timeout_s=60)
 
     return drive
 
@@ -108,6 +148,9 @@ class Scenario:
     expected_actions: tuple[str, ...] = ()
     profile: HarnessProfile = FAITHFUL  # how the simulated harness behaves (lab/harness_profile.py)
     transfer: TransferScript | None = None  # what the phone does after an accepted transfer
+    destinations: tuple[Destination, ...] | None = None  # TRANSFER_DESTINATIONS and their phones
+    pace: Pace | None = None
+    agent_settings: Mapping[str, Any] = field(default_factory=dict)  # Settings fields to replace
 
     def with_tts(self, tts: TtsModel) -> Scenario:
         return replace(self, tts=tts)
@@ -132,6 +175,23 @@ def transfer(seconds: float = 4.0, name: str = "transfer") -> Scenario:
         drive=after_introduction("Can I talk to a real person, please?"),
         tts=pace_for(prompt.TRANSFER_CONFIRMATION, seconds),
         expected_actions=("call_transfer",),
+    )
+
+
+def transfer_to(name: str, phones: tuple[Destination, ...], description: str, *replies: LlmReply) -> Scenario:
+    """A transfer to the named destination `name` of `phones`, then `replies` (the agent's next turns)."""
+    ask = after_introduction("Can I talk to someone in sales, please?")
+    return Scenario(
+        name="",
+        description=description,
+        replies=(transfer_reply(summary="Caller wants a quote.", destination=name), *replies),
+        drive=until_turn(3, ask) if replies else until_closed(ask),
+        tts=pace_for(prompt.TRANSFER_CONFIRMATION, 3.0),
+        close_after_end_call="no",
+        expected_actions=("call_transfer",),
+        destinations=phones,
+        pace=PACE,
+        agent_settings={"destinations": agent_destinations_for(phones)},
     )
 
 
@@ -188,6 +248,52 @@ CATALOGUE: dict[str, Callable[[], Scenario]] = {
         drive=over_the_introduction("I need a human.", after_s=0.8, stale_idle_s=0.8),
         expected_actions=("call_transfer",),
     ),
+    "transfer-fallback": lambda: replace(
+        transfer_to(
+            "sales",
+            SALES_BUSY,
+            "sales is busy: VoxEngine says attempt_failed and dials its fallback, support, who answers "
+            "(AMD: human), hears the whisper and is bridged",
+        ),
+        name="transfer-fallback",
+    ),
+    "transfer-voicemail": lambda: replace(
+        transfer_to(
+            "sales",
+            SALES_VOICEMAIL,
+            "sales answers with a voicemail (AMD: machine): failed voicemail, the caller is never put "
+            "through to it and the agent says so",
+            LlmReply(text=VOICEMAIL_APOLOGY),
+        ),
+        name="transfer-voicemail",
+    ),
+    "keypad": lambda: Scenario(
+        name="keypad",
+        description="the caller types 1234# on the keypad: one entry reaches the LLM, which answers; "
+        "no digit in the logs or spans",
+        replies=(LlmReply(text=KEYPAD_THANKS, when_user_says="1234#"),),
+        drive=presses_keys("1234#", 2),
+    ),
+    "silence-hangup": lambda: Scenario(
+        name="silence-hangup",
+        description="the caller says nothing: a check-in after 2 s of silence, a goodbye after 5 s, "
+        "the hang-up released when the goodbye's turn ends",
+        replies=(),
+        drive=stays_silent(),
+        tts=TtsModel(first_audio_s=0.2, jitter_s=0.1, words_per_s=5.0),
+        expected_actions=("end_call",),
+        agent_settings={"limits": LimitTimings(silence_prompt_s=2.0, silence_hangup_s=5.0)},
+    ),
+    "max-call": lambda: Scenario(
+        name="max-call",
+        description="a 10 s call limit: a polite close 3 s before it, the hang-up released when that "
+        "goodbye's turn ends",
+        replies=(),
+        drive=stays_silent(),
+        tts=TtsModel(first_audio_s=0.2, jitter_s=0.1, words_per_s=5.0),
+        expected_actions=("end_call",),
+        agent_settings={"limits": LimitTimings(max_call_s=10.0, close_margin_s=3.0)},
+    ),
     "silent-tool": lambda: Scenario(
         name="silent-tool",
         description="the LLM hangs up without a word: released by the no-speech deadline",
@@ -223,9 +329,13 @@ async def run_scenario(
     `guard` set VoxEngine's media buffer and playout guard (lab/voxengine_emulator.py).
     """
     factory = agent_factory or (build_llm_agent if policy == "turn-end" else build_published_agent)
+    if scenario.agent_settings:
+        settings = dataclasses.replace(settings or Settings(), **scenario.agent_settings)
     async with CallLab(
         scenario.replies,
         transfer=scenario.transfer,
+        destinations=scenario.destinations,
+        pace=scenario.pace,
         faults=faults,
         settings=settings,
         observers=observers,

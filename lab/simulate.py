@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 from loguru import logger
 
+from agent.call_limits import LimitTimings
 from agent.settings import Settings
 from lab.faults import FAULT_KINDS, Fault, FaultPlan
 from lab.harness_profile import FAITHFUL, PROFILES
@@ -108,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the scenario's hang-up playout guard (HANGUP_PLAYOUT_GUARD); default on",
     )
     p.add_argument("--guard-max-s", type=float, default=3.0, help="HANGUP_PLAYOUT_GUARD_MAX_S (default 3)")
+    for flag, variable in (
+        ("--silence-prompt-s", "VOX_SILENCE_PROMPT_S"),
+        ("--silence-hangup-s", "VOX_SILENCE_HANGUP_S"),
+        ("--max-call-s", "VOX_MAX_CALL_S"),
+    ):
+        p.add_argument(flag, type=float, help=f"the agent's {variable} (default: the scenario's)")
+    p.add_argument(
+        "--close-margin-s",
+        type=float,
+        help="with --max-call-s: the polite close this long before it (default 20 s)",
+    )
     p.add_argument(
         "--fixed-sleeps", action="store_true", help="also replay the published 5 s / 3 s policy, side by side"
     )
@@ -143,6 +155,18 @@ def scenario_with_pace(scenario: Scenario, args: argparse.Namespace) -> Scenario
     tts = scenario.tts
     if args.harness_closes:
         scenario = scenario.with_close(args.harness_closes)
+    limits = {
+        "silence_prompt_s": args.silence_prompt_s,
+        "silence_hangup_s": args.silence_hangup_s,
+        "max_call_s": args.max_call_s,
+        "close_margin_s": args.close_margin_s,
+    }
+    if any(v is not None for v in limits.values()):
+        base = scenario.agent_settings.get("limits", LimitTimings())
+        given = {k: v for k, v in limits.items() if v is not None}
+        scenario = dataclasses.replace(
+            scenario, agent_settings={**scenario.agent_settings, "limits": dataclasses.replace(base, **given)}
+        )
     return scenario.with_profile(PROFILES[args.profile]).with_tts(
         TtsModel(
             first_audio_s=tts.first_audio_s if args.first_audio_ms is None else args.first_audio_ms / 1000,
