@@ -46,6 +46,7 @@ from agent.flush_policy import FlushPolicy, FlushTimings, Verdict
 from agent.retry_policy import RetryPolicy
 from agent.voxengine_client import VoxEngineClient
 from lab.voxengine_emulator import VoxEngineEmulator
+from tests.tiers import examples
 
 # ---- 1. the pure policy against a reference model ---------------------------------------------
 
@@ -281,7 +282,7 @@ class FlushPolicyUntilMaxHold(FlushPolicyMachine):
     END = "max_hold"
 
 
-PURE = settings(max_examples=300, stateful_step_count=40, deadline=None, database=None)
+PURE = settings(max_examples=examples(300), stateful_step_count=40, deadline=None, database=None)
 TestFlushPolicyToCallEnd = FlushPolicyMachine.TestCase
 TestFlushPolicyToCallEnd.settings = PURE
 TestFlushPolicyToMaxHold = FlushPolicyUntilMaxHold.TestCase
@@ -461,7 +462,9 @@ async def play(ops: list[tuple[str, str]]) -> None:
             assert outcome.reason == "refused:call_ended", outcome
 
 
-@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=examples(120), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(ops=OPS)
 # Asked transfer then hang-up; the hang-up's turn ends first, the transfer goes at no_speech.
 @example(

@@ -18,12 +18,19 @@ from lab.faults import Fault, FaultPlan
 from lab.harness_profile import FAITHFUL, IDEALISED
 from lab.scenarios import CATALOGUE, Scenario, run_scenario
 from lab.voxengine_emulator import PlayoutGuard
+from tests.tiers import at_tier_pace
 
 pytestmark = pytest.mark.anyio
 
 
+# Their caller acts seconds into the agent's speech, so it plays at the real pace in every tier.
+TIMED_DRIVES = frozenset({"barge-in", "stale-idle"})
+
+
 def scenario(name: str) -> Scenario:
-    return CATALOGUE[name]()
+    """A catalogue scenario; its speech at the tier's pace (tests/tiers.py) where only order counts."""
+    played = CATALOGUE[name]()
+    return played if name in TIMED_DRIVES else at_tier_pace(played)
 
 
 @pytest.mark.parametrize("name", ["transfer-short", "transfer-long"])
@@ -104,16 +111,18 @@ async def test_voxengine_down_for_the_whole_deadline_ends_the_call_cleanly_and_s
     assert not result.timeline.of_kind("error")
 
 
+@pytest.mark.slow
 async def test_the_published_fixed_sleep_policy_cuts_a_long_confirmation_short() -> None:
     # Documents the regression this product prevents: 5 s after the tool, 7 s of speech.
-    result = await run_scenario(scenario("transfer-long"), policy="fixed-sleeps")
+    result = await run_scenario(CATALOGUE["transfer-long"](), policy="fixed-sleeps")
     timing = result.timing("call_transfer")
     assert timing.early
     assert timing.offset_s is not None and timing.offset_s < -1.5
 
 
+@pytest.mark.slow
 async def test_the_published_fixed_sleep_policy_loses_the_hang_up_when_the_socket_closes() -> None:
-    result = await run_scenario(scenario("socket-close"), policy="fixed-sleeps")
+    result = await run_scenario(CATALOGUE["socket-close"](), policy="fixed-sleeps")
     assert not result.timing("end_call").delivered
     assert result.requests == ()
 
