@@ -18,7 +18,7 @@ from telemetry.call_metrics import ACTIVE_CALLS, DRAINING
 from tests.otlp_metrics_receiver import OtlpMetricsReceiver, Point
 from tests.server_process import free_port, running_server, server_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real server processes
 
 
 def active(value: int, *, draining: bool) -> object:

@@ -23,7 +23,7 @@ from lab.tts_model import TtsModel
 from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import free_port, running_server, server_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real server processes
 HOURS = LlmReply(text="We are open from nine to five.", when_user_says="hours")
 TTS = TtsModel(first_audio_s=0.05, words_per_s=8)
 EXIT_AT_ONCE_S = 3.0  # as tests/e2e/test_server_process.py: interpreter teardown on a loaded machine

@@ -21,7 +21,7 @@ from lab.tts_model import TtsModel
 from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import free_port, running_server, server_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real server processes
 SECRET = "Zq8-path_secret.of~the-test-0042"
 AGENT_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJhZ2VudCI6InRlc3QifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
 TTS = TtsModel(first_audio_s=0.05, words_per_s=20)

@@ -18,7 +18,7 @@ from lab.tts_model import TtsModel
 from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import ROOT, free_port, running_server, server_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real server processes
 
 TRANSFER = LlmReply(tool_calls=(ToolCallSpec("call_transfer", {"summary": "wants a person"}),))
 HOURS = LlmReply(text="We are open nine to five.", when_user_says="hours")

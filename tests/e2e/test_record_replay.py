@@ -19,7 +19,7 @@ from lab.tts_model import TtsModel
 from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import ROOT, free_port, running_server, server_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real server processes
 
 
 async def test_a_call_recorded_by_the_server_replays_and_reports_its_offset(tmp_path: Path) -> None:

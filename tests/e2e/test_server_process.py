@@ -21,7 +21,7 @@ from lab.tts_model import TtsModel
 from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import free_port, running_server, server_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real server processes
 CALL_DRAIN_S = "1"  # AGENT_DRAIN_TIMEOUT_S: shorter than the confirmation that holds the action
 
 

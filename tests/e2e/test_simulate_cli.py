@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lab.otlp_decode import read_spans_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a real process
 def test_simulate_prints_the_timeline_and_writes_the_calls_spans(tmp_path: Path) -> None:
     spans_file = tmp_path / "spans.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}

@@ -108,6 +108,7 @@ async def test_an_ended_call_is_freed_though_timers_it_started_are_still_schedul
         await eventually(freed, timeout_s=3, poll_s=0.05, what="the ended call's control plane freed")
 
 
+@pytest.mark.slow
 async def test_200_sequential_calls_grow_no_memory_tasks_or_descriptors() -> None:
     warm_up, calls = 20, 200
     async with CallLab(agent_factory=tool_agent) as lab:

@@ -24,7 +24,7 @@ from lab.tts_model import TtsModel
 from lab.voxengine_emulator import VoxEngineEmulator
 from tests.server_process import free_port, running_server, server_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real server processes
 TOKENS = ("alpha", "bravo", "charlie")
 CALL_DRAIN_S = 1.5  # AGENT_DRAIN_TIMEOUT_S: far shorter than the confirmations, so they outlive it
 DRAIN_TIMEOUT_S = 8.0  # VOX_DRAIN_TIMEOUT_S

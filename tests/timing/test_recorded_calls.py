@@ -16,7 +16,7 @@ from lab.faults import FaultPlan
 from lab.pytest_plugin import ReplayCall
 from lab.replay import load_recording
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # replays recorded calls at their pace
 
 RECORDINGS = sorted((Path(__file__).parents[1] / "recordings").glob("*.jsonl"))
 
