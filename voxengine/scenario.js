@@ -24,6 +24,16 @@
 
 require(Modules.Cartesia);
 require(Modules.ApplicationStorage);
+// Answering-machine detection on the transfer leg (AMD.create, AMD.Events.DetectionComplete). The
+// published typings (voxengine.d.ts, voxengine-ci 28.0.0) declare the AMD namespace but no
+// Modules.AMD; public scenarios load it with require(Modules.AMD). ASSUMPTION: load it when the
+// platform names it; without it, AMD is reported unavailable at the call's start and transfers
+// bridge without detection (see resolveAmd). Never thrown: a failed require must not stop the scenario.
+try {
+  if (typeof Modules !== 'undefined' && Modules.AMD) require(Modules.AMD);
+} catch (err) {
+  Logger.write('[cartesia-control] AMD module not loaded: ' + String(err && err.message).slice(0, 200));
+}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Settings and constants
@@ -47,16 +57,25 @@ const STORAGE_KEYS = {
   whisper: 'TRANSFER_WHISPER',
   whisperTimeout: 'TRANSFER_WHISPER_TIMEOUT_S',
   whisperVoice: 'TRANSFER_WHISPER_VOICE',
+  // Named destinations with fallbacks (see parseDestinations) and answering-machine detection:
+  destinations: 'TRANSFER_DESTINATIONS',
+  amd: 'TRANSFER_AMD',
+  amdTimeout: 'TRANSFER_AMD_TIMEOUT_S',
+  amdModel: 'TRANSFER_AMD_MODEL',
   // Hang-up tuning, optional (see readHangupOptions):
   playoutGuard: 'HANGUP_PLAYOUT_GUARD',
   playoutGuardMax: 'HANGUP_PLAYOUT_GUARD_MAX_S',
+  // The hard call-length backstop, optional (see readMaxCallMs):
+  maxCall: 'MAX_CALL_S',
 };
 
 /**
- * Settings without which the call is not taken. The transfer numbers are required too: the agent
- * offers transfers, and a misconfiguration should fail the first test call, not a caller mid-call.
+ * Settings without which the call is not taken. A transfer target is required too (TRANSFER_NUMBER
+ * or TRANSFER_DESTINATIONS, see missingSettings): the agent offers transfers, and a
+ * misconfiguration should fail the first test call, not a caller mid-call.
  */
-const REQUIRED_SETTINGS = ['apiKey', 'agentId', 'transferNumber', 'pstnCallerId'];
+const REQUIRED_SETTINGS = ['apiKey', 'agentId', 'pstnCallerId'];
+const TRANSFER_TARGET_SETTINGS = ['transferNumber', 'destinations'];
 
 /**
  * What the caller hears when a transfer fails and the agent is gone (nobody is left to take the
@@ -74,9 +93,47 @@ const TRANSFER_FAILED_MESSAGE = 'Sorry, I could not connect your call. Please ca
  *   whisper: the summary said to the target before the bridge, bounded by its own timeout in
  *     case PlaybackFinished never comes.
  */
-const TRANSFER_DEFAULTS = { ringTimeoutS: 30, whisper: true, whisperTimeoutS: 15 };
+const TRANSFER_DEFAULTS = { ringTimeoutS: 30, whisper: true, whisperTimeoutS: 15, amd: true, amdTimeoutS: 5, amdModel: 'US' };
 const TRANSFER_MAX_RING_TIMEOUT_S = 120;
 const TRANSFER_MAX_WHISPER_TIMEOUT_S = 60;
+/**
+ * AMD.AMDParameters.timeout: "Detection timeout in milliseconds ... only triggered after the
+ * CallEvents.Connected event. The default value is 6500. Must not be less than 0 or greater than
+ * 20000" (voxengine.d.ts). The scenario's own timer bounds the wait as well (a detection that
+ * never reports counts as a human).
+ */
+const TRANSFER_MAX_AMD_TIMEOUT_S = 20;
+
+/**
+ * TRANSFER_DESTINATIONS (docs/control-contract.md): name → "+E.164" / "sip:…", or
+ * {to, ring_timeout_s, caller_id, fallback, extension}. Names are what the agent may ask for.
+ * Extension symbols: Call.sendDigits takes "Any combination of 0-9, *, #, p (pause) symbols"
+ * (voxengine.d.ts); `w`, the dialler's usual wait, is accepted and sent as `p`.
+ */
+const DESTINATION = {
+  NAME: /^[a-z0-9_-]{1,64}$/,
+  E164: /^\+[1-9]\d{1,14}$/,
+  SIP: /^sips?:[^\s]{1,250}$/,
+  EXTENSION: /^[0-9*#pw]{1,32}$/,
+  FIELDS: ['to', 'ring_timeout_s', 'caller_id', 'fallback', 'extension'],
+  MIN_RING_TIMEOUT_S: 1,
+  MAX_FALLBACKS: 10,
+  // The target when the request names none (today's TRANSFER_NUMBER is this destination).
+  DEFAULT_NAME: 'default',
+};
+
+/**
+ * Call.sendDigits has no completion event. ASSUMPTION: each symbol takes at most this long to play
+ * (a tone of ~100 ms and its gap; a `p` pause is not documented), so the whisper starts this long
+ * per symbol after the extension was sent, never over the tones.
+ */
+const EXTENSION_MS_PER_SYMBOL = 300;
+
+/** DTMF the scenario passes on: Call.ToneReceived "tone ... 0-9,*,#" (voxengine.d.ts). */
+const DTMF_DIGITS = /^[0-9*#]{1,32}$/;
+
+/** MAX_CALL_S: the hard limit of a call, seconds from the answer (off when unset). */
+const MAX_CALL_LIMIT_S = 86400;
 
 /**
  * Call.say: "If text length exceeds 1500 characters the PlaybackFinished event is triggered with
@@ -253,7 +310,18 @@ function validateCommand(command) {
     if (typeof summary !== 'string') return 'bad_request';
     if (codePointLength(summary) > CONTROL.MAX_SUMMARY_CODE_POINTS) return 'bad_request';
   }
+  // `destination` names a transfer target; on end_call it means nothing and is ignored, as any
+  // unknown field is.
+  if (command.action === 'call_transfer' && hasOwn(command, 'destination')) {
+    const destination = command.destination;
+    if (typeof destination !== 'string' || !DESTINATION.NAME.test(destination)) return 'bad_request';
+  }
   return null;
+}
+
+/** The destination a call_transfer asks for: its `destination`, or the default one. */
+function destinationOf(command) {
+  return hasOwn(command, 'destination') ? command.destination : DESTINATION.DEFAULT_NAME;
 }
 
 /** Remembers the first answer per id (insertion-ordered; the oldest is forgotten past the cap). */
@@ -277,9 +345,11 @@ function refusal(code) {
  *   secret()            → undefined until settings are loaded, then the signing secret or null;
  *   nowSeconds()        → the receiver's clock;
  *   hmacSha256Hex(k, d) → lowercase hex HMAC-SHA256;
+ *   knownDestination(name) → a transfer may go to this destination (TRANSFER_DESTINATIONS);
  *   agentInControl(action) → the agent may still ask for this action on the call;
  *   transferUnderWay()  → a transfer was accepted and is not finished;
- *   perform(command)    → starts the telephony effect of an accepted command {id, action, summary};
+ *   perform(command)    → starts the telephony effect of an accepted command {id, action, summary,
+ *                         destination};
  *                         must not throw.
  *
  * The handler takes {method, body, headers (normalized)} and returns {response, id, action}; id
@@ -287,7 +357,8 @@ function refusal(code) {
  *
  * Checks run in this order, the first failure decides (the contract's cases pin it):
  *   method → body size → settings loaded → signature → JSON object → id (+ X-Idempotency-Key)
- *   → seen id (duplicate) → action → summary → call state.
+ *   → seen id (duplicate) → action → summary and destination (well-formed) → destination known
+ *   → call state.
  * Everything after the id check is remembered per id, refusals included; a refusal before it is
  * not, so a corrected request with the same id still gets its own answer.
  */
@@ -297,6 +368,9 @@ function createControlHandler(deps) {
   function decide(command, id) {
     const invalid = validateCommand(command);
     if (invalid) return refusal(invalid);
+    if (command.action === 'call_transfer' && !deps.knownDestination(destinationOf(command))) {
+      return refusal('unknown_destination');
+    }
     if (!deps.agentInControl(command.action)) return refusal('call_ended');
     if (command.action === 'call_transfer' && deps.transferUnderWay()) {
       return refusal('transfer_in_progress');
@@ -331,7 +405,7 @@ function createControlHandler(deps) {
 
     const response = decide(command, id);
     seen.remember(id, response);
-    if (response.ok) deps.perform({ id: id, action: command.action, summary: command.summary || '' });
+    if (response.ok) deps.perform({ id: id, action: command.action, summary: command.summary || '', destination: destinationOf(command) });
     const knownAction = CONTROL.ACTIONS.indexOf(command.action) >= 0 ? command.action : null;
     return { response: response, id: id, action: knownAction };
   };
@@ -363,8 +437,97 @@ function readTransferOptions(settings) {
     whisper: read.onOff('whisper', TRANSFER_DEFAULTS.whisper),
     whisperTimeoutMs: read.millis('whisperTimeout', TRANSFER_DEFAULTS.whisperTimeoutS, TRANSFER_MAX_WHISPER_TIMEOUT_S),
     whisperVoiceName: voiceName || null,
+    amd: read.onOff('amd', TRANSFER_DEFAULTS.amd),
+    amdTimeoutMs: read.millis('amdTimeout', TRANSFER_DEFAULTS.amdTimeoutS, TRANSFER_MAX_AMD_TIMEOUT_S),
+    amdModelName: typeof settings.amdModel === 'string' && settings.amdModel.trim() ? settings.amdModel.trim() : TRANSFER_DEFAULTS.amdModel,
     problems: read.problems,
   };
+}
+
+/** MAX_CALL_S in milliseconds, or null when unset: {value, problems}. Never throws. */
+function readMaxCallMs(settings) {
+  const parsed = parseSeconds(settings.maxCall, null, MAX_CALL_LIMIT_S);
+  const problems = parsed.problem ? [STORAGE_KEYS.maxCall + ' "' + forLog(settings.maxCall, 40) + '" is ' + parsed.problem + '; no call-length limit'] : [];
+  return { value: parsed.value === null ? null : Math.round(parsed.value * 1000), problems: problems };
+}
+
+/**
+ * The transfer destinations in force: TRANSFER_DESTINATIONS (a JSON object, see DESTINATION), plus
+ * TRANSFER_NUMBER as the destination "default" unless TRANSFER_DESTINATIONS names one. Returns
+ * {table: {name: {name, to, ringTimeoutMs, callerId, fallback: [names], extension}}, problems}.
+ * A bad entry is left out (a transfer to it is refused unknown_destination), a bad field of a good
+ * entry too; a fallback to a name that is not in the table is dropped. Never throws.
+ * `defaults`: {ringTimeoutMs, callerId}.
+ */
+function parseDestinations(raw, legacyNumber, defaults) {
+  const table = Object.create(null);
+  const problems = [];
+  let entries = {};
+  if (typeof raw === 'string' && raw.trim()) {
+    const parsed = parseJsonObject(raw);
+    if (parsed) entries = parsed;
+    else problems.push('not a JSON object; no named destinations');
+  }
+  const isTarget = (to) => typeof to === 'string' && (DESTINATION.E164.test(to) || DESTINATION.SIP.test(to));
+  for (const name of Object.keys(entries)) {
+    const shown = '"' + forLog(name, 64) + '"';
+    if (!DESTINATION.NAME.test(name)) {
+      problems.push(shown + ' left out: a name is 1-64 of a-z 0-9 _ -');
+      continue;
+    }
+    let entry = entries[name];
+    if (typeof entry === 'string') entry = { to: entry };
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry) || !isTarget(entry.to)) {
+      problems.push(shown + ' left out: "to" must be an E.164 number (+...) or a sip: URI');
+      continue;
+    }
+    const destination = { name: name, to: entry.to, ringTimeoutMs: defaults.ringTimeoutMs, callerId: defaults.callerId, fallback: [], extension: null };
+    const bad = (field, what) => problems.push(shown + ': ' + field + ' ' + what + '; ignored');
+    for (const field of Object.keys(entry)) if (DESTINATION.FIELDS.indexOf(field) < 0) bad(forLog(field, 40), 'is not a destination field');
+    const ring = entry.ring_timeout_s;
+    if (ring !== undefined) {
+      if (typeof ring === 'number' && ring >= DESTINATION.MIN_RING_TIMEOUT_S && ring <= TRANSFER_MAX_RING_TIMEOUT_S) destination.ringTimeoutMs = Math.round(ring * 1000);
+      else bad('ring_timeout_s', 'is not a number of seconds in [' + DESTINATION.MIN_RING_TIMEOUT_S + ', ' + TRANSFER_MAX_RING_TIMEOUT_S + ']');
+    }
+    if (entry.caller_id !== undefined) {
+      if (typeof entry.caller_id === 'string' && DESTINATION.E164.test(entry.caller_id)) destination.callerId = entry.caller_id;
+      else bad('caller_id', 'is not an E.164 number');
+    }
+    if (entry.extension !== undefined) {
+      if (typeof entry.extension === 'string' && DESTINATION.EXTENSION.test(entry.extension)) destination.extension = entry.extension;
+      else bad('extension', 'is not 1-32 of 0-9 * # p w');
+    }
+    if (entry.fallback !== undefined) {
+      const list = entry.fallback;
+      if (Array.isArray(list) && list.length <= DESTINATION.MAX_FALLBACKS && list.every((n) => typeof n === 'string' && DESTINATION.NAME.test(n))) destination.fallback = list.slice();
+      else bad('fallback', 'is not a list of at most ' + DESTINATION.MAX_FALLBACKS + ' destination names');
+    }
+    table[name] = destination;
+  }
+  if (legacyNumber && !table[DESTINATION.DEFAULT_NAME]) {
+    table[DESTINATION.DEFAULT_NAME] = { name: DESTINATION.DEFAULT_NAME, to: legacyNumber, ringTimeoutMs: defaults.ringTimeoutMs, callerId: defaults.callerId, fallback: [], extension: null };
+  }
+  for (const name of Object.keys(table)) {
+    const destination = table[name];
+    destination.fallback = destination.fallback.filter((next) => {
+      if (table[next]) return true;
+      problems.push('"' + name + '": fallback "' + next + '" is not a destination; skipped');
+      return false;
+    });
+  }
+  return { table: table, problems: problems };
+}
+
+/**
+ * The destinations one transfer tries, in order: the named one, then its `fallback` list, each
+ * at most once (a fallback naming the destination itself or a repeat is skipped).
+ */
+function fallbackChain(table, name) {
+  const chain = [];
+  const first = table[name];
+  if (!first) return chain;
+  for (const next of [name].concat(first.fallback)) if (chain.indexOf(next) < 0) chain.push(next);
+  return chain;
 }
 
 /** The hang-up tuning from the loaded settings: {playoutGuard, playoutGuardMaxMs, problems}. Never throws. */
@@ -425,15 +588,22 @@ function whisperText(summary) {
 
 /**
  * The custom event's metadata for one milestone (docs/control-contract.md, "Outcome events").
- * `extra`: {reason, sipCode} for `failed`, {playoutOffsetMs} (an integer or null) for the
- * statuses that end the caller's hearing of the agent, `connected` and `completed`.
+ * `extra`: {destination, attempt} for every transfer outcome; {reason, sipCode} for `failed` and
+ * `attempt_failed`; {amd} ('human' / 'timeout', or absent with AMD off) for `connected`;
+ * {playoutOffsetMs} (an integer or null) for the statuses that end the caller's hearing of the
+ * agent, `connected` and `completed`.
  */
 function outcomeMetadata(id, action, status, extra) {
   const metadata = { vox_event: 'action_outcome', id: id, action: action, status: status };
-  if (status === 'failed') {
+  if (extra.destination !== undefined) {
+    metadata.destination = extra.destination;
+    metadata.attempt = extra.attempt;
+  }
+  if (status === 'failed' || status === 'attempt_failed') {
     metadata.reason = extra.reason || 'error';
     if (extra.sipCode !== null && extra.sipCode !== undefined) metadata.sip_code = extra.sipCode;
   }
+  if (status === 'connected' && extra.amd) metadata.amd = extra.amd;
   if (status === 'connected' || status === 'completed') metadata.playout_offset_ms = extra.playoutOffsetMs;
   return metadata;
 }
@@ -462,17 +632,20 @@ function playoutOffsetMs(media, effectAtMs) {
  * The agent controls the call only while active or transferring (plus end_call while closing);
  * after the hand-off to the target it no longer does.
  *
- * While transferring, session.transfer is the transfer under way:
- *   {id, summary, leg, stage: 'dialling' | 'whispering' | 'over', ringingSent, ringTimer, whisperTimer}.
- * Every consult-leg event handler is bound to its transfer object and acts only while that object
- * is still session.transfer, so late events of a leg we gave up on (our own hangup comes back as
- * Failed 487 or Disconnected) and of an earlier failed transfer change nothing.
+ * While transferring, session.transfer is the transfer under way: {id, summary, chain (the
+ * destination names to try, in order), attempt (the current one: {number, destination, leg, amd,
+ * ringingSent}), amd (the verdict once a human is on), stage: 'dialling' | 'detecting' |
+ * 'extension' | 'whispering' | 'over', and its timers}. Every consult-leg and detector handler is
+ * bound to its transfer and attempt and acts only while both are current, so late events of a leg
+ * we gave up on (our own hangup comes back as Failed 487 or Disconnected), of an earlier attempt
+ * and of an earlier failed transfer change nothing.
  */
 const session = {
   phase: 'idle',
   controlUrl: null,
   settings: null,
-  transferOptions: null, // readTransferOptions() + whisperVoice (the resolved VoiceList entry or null)
+  transferOptions: null, // readTransferOptions() + whisperVoice (a VoiceList entry or null) + amdModel
+  destinations: Object.create(null), // parseDestinations().table: name → destination
   caller: null, // leg: {name, call, ended}
   consult: null, // leg of the transfer target (while dialling, whispering, or bridged)
   transfer: null,
@@ -486,6 +659,10 @@ const session = {
   media: { playing: false, lastEndedAtMs: null },
   endCallId: null, // the accepted end_call's id, while hanging_up
   hangupTimer: null, // the playout guard's bound (hanging_up) or the close grace (closing)
+  answeredAtMs: null,
+  maxCallTimer: null, // MAX_CALL_S, from the answer until the hand-off to a transfer target
+  // Keypad traffic, counted (digits are never logged: a keypad entry can be a card number or a PIN).
+  dtmf: { callerToAgent: 0, agentToPhone: 0, callerToTarget: 0 },
 };
 
 /** One line in the session log. Every value from outside goes through forLog() first. */
@@ -526,6 +703,11 @@ function agentInControl(action) {
   return session.phase === 'active' || session.phase === 'transferring';
 }
 
+function clearMaxCallTimer() {
+  if (session.maxCallTimer !== null) clearTimeout(session.maxCallTimer);
+  session.maxCallTimer = null;
+}
+
 function clearHangupTimer() {
   if (session.hangupTimer !== null) clearTimeout(session.hangupTimer);
   session.hangupTimer = null;
@@ -557,8 +739,13 @@ function endSession(reason, transferReason, beforeHangup) {
   if (session.phase === 'ended') return;
   session.phase = 'ended';
   log('ending call: ' + reason);
+  const keys = session.dtmf;
+  if (keys.callerToAgent || keys.agentToPhone || keys.callerToTarget) {
+    log('keypad: ' + keys.callerToAgent + ' caller keys to the agent, ' + keys.agentToPhone + ' agent digits played, ' + keys.callerToTarget + ' caller keys to the transfer target');
+  }
   if (session.announcementTimer !== null) clearTimeout(session.announcementTimer);
   clearHangupTimer();
+  clearMaxCallTimer();
   const transfer = session.transfer;
   if (transfer) {
     endTransfer(transfer);
@@ -574,140 +761,296 @@ function endSession(reason, transferReason, beforeHangup) {
 // --- transfer ---------------------------------------------------------------------------------
 
 /**
- * Dials the target; the caller stays with the agent while it rings. Runs inside the HTTP handler,
- * after the request was accepted: `id` is the accepted request's, the one every outcome carries.
+ * Starts a transfer to `destinationName` (known: the control handler checked it) and dials its
+ * first target; the caller stays with the agent while it rings. Runs inside the HTTP handler, after
+ * the request was accepted: `id` is the accepted request's, the one every outcome carries.
  */
-function startTransfer(id, summary) {
+function startTransfer(id, summary, destinationName) {
   session.phase = 'transferring';
-  const transfer = { id: id, summary: summary, leg: null, stage: 'dialling', ringingSent: false, ringTimer: null, whisperTimer: null };
+  const transfer = {
+    id: id, summary: summary, chain: fallbackChain(session.destinations, destinationName), attempt: null,
+    stage: 'dialling', ringTimer: null, amdTimer: null, extensionTimer: null, whisperTimer: null,
+  };
   session.transfer = transfer;
-  log('transfer ' + id + ' requested; summary: ' + (summary ? forLog(summary, 2000) : '(none)'));
-  const settings = session.settings;
+  log('transfer ' + id + ' requested to ' + transfer.chain.join(' → ') + '; summary: ' + (summary ? forLog(summary, 2000) : '(none)'));
+  dialNext(transfer);
+}
+
+/**
+ * Dials the next destination of the chain: one attempt {number, destination, leg, amd,
+ * ringingSent}. Every leg and detector handler is bound to its attempt and acts only while that
+ * attempt is the transfer's current one (see isCurrent).
+ */
+function dialNext(transfer) {
+  clearTransferTimers(transfer);
+  const number = transfer.attempt ? transfer.attempt.number + 1 : 1;
+  const destination = session.destinations[transfer.chain[number - 1]];
+  const attempt = { number: number, destination: destination, leg: null, amd: null, ringingSent: false };
+  transfer.attempt = attempt;
+  transfer.stage = 'dialling';
+  attempt.amd = createDetector(transfer, attempt);
   let call = null;
   const dialled = safely('dial transfer target', () => {
-    call = VoxEngine.callPSTN(settings.transferNumber, settings.pstnCallerId);
+    call = dial(destination, attempt.amd);
   });
   if (!dialled || !call) {
-    transferFailed(transfer, { reason: 'error', detail: 'dial failed' });
+    attemptFailed(transfer, attempt, { reason: 'error', detail: 'dial failed' });
     return;
   }
   const leg = { name: 'consult', call: call, ended: false };
-  transfer.leg = leg;
+  attempt.leg = leg;
   session.consult = leg;
   const listening = safely('listen to the transfer leg', () => {
-    call.addEventListener(CallEvents.Ringing, () => onConsultRinging(transfer));
-    call.addEventListener(CallEvents.Connected, () => onConsultConnected(transfer));
-    call.addEventListener(CallEvents.Failed, (e) => onConsultFailed(transfer, e));
-    call.addEventListener(CallEvents.Disconnected, () => onConsultDisconnected(transfer));
-    call.addEventListener(CallEvents.PlaybackFinished, (e) => onWhisperFinished(transfer, e));
+    call.addEventListener(CallEvents.Ringing, () => onConsultRinging(transfer, attempt));
+    call.addEventListener(CallEvents.Connected, () => onConsultConnected(transfer, attempt));
+    call.addEventListener(CallEvents.Failed, (e) => onConsultFailed(transfer, attempt, e));
+    call.addEventListener(CallEvents.Disconnected, () => onConsultDisconnected(transfer, attempt));
+    call.addEventListener(CallEvents.PlaybackFinished, (e) => onWhisperFinished(transfer, attempt, e));
   });
   if (!listening) {
-    transferFailed(transfer, { reason: 'error', detail: 'cannot follow the transfer leg' });
+    attemptFailed(transfer, attempt, { reason: 'error', detail: 'cannot follow the transfer leg' });
     return;
   }
-  const ringTimeoutMs = session.transferOptions.ringTimeoutMs;
-  transfer.ringTimer = setTimeout(() => onRingTimeout(transfer, ringTimeoutMs), ringTimeoutMs);
+  const ringTimeoutMs = destination.ringTimeoutMs;
+  transfer.ringTimer = setTimeout(() => onRingTimeout(transfer, attempt, ringTimeoutMs), ringTimeoutMs);
 }
 
-function isCurrent(transfer, stage) {
-  return session.transfer === transfer && session.phase === 'transferring' && transfer.stage === stage;
+/**
+ * A PSTN number with VoxEngine.callPSTN(number, callerid, {amd}), a SIP URI with
+ * VoxEngine.callSIP(to, {callerid, amd}) (CallPSTNParameters / CallSIPParameters: "amd: Answering
+ * machine or voicemail detector", voxengine.d.ts).
+ */
+function dial(destination, amd) {
+  if (/^sips?:/.test(destination.to)) {
+    const parameters = { callerid: destination.callerId };
+    if (amd) parameters.amd = amd;
+    return VoxEngine.callSIP(destination.to, parameters);
+  }
+  return amd ? VoxEngine.callPSTN(destination.to, destination.callerId, { amd: amd }) : VoxEngine.callPSTN(destination.to, destination.callerId);
 }
 
-/** Clears the transfer's timers and detaches it from the session; its leg's events then do nothing. */
+/**
+ * An answering-machine detector for one attempt, or null (AMD off or unavailable, or AMD.create
+ * threw: the attempt then bridges without detection). AMD.create({model, timeout}) and
+ * AMD.Events.DetectionComplete {resultClass, confidence?} (voxengine.d.ts; the Voximplant AMD
+ * events reference); the detector goes to the dial as its `amd` parameter, as in Voximplant's
+ * call-list example (AMD.create, then callPSTN(number, callerid, {amd})).
+ * ASSUMPTION: attached this way, detection starts by itself when the leg connects (no detect()).
+ */
+function createDetector(transfer, attempt) {
+  const options = session.transferOptions;
+  if (!options.amd) return null;
+  let amd = null;
+  safely('create the answering-machine detector', () => {
+    amd = AMD.create({ model: options.amdModel, timeout: options.amdTimeoutMs });
+    amd.addEventListener(AMD.Events.DetectionComplete, (e) => onDetection(transfer, attempt, e));
+    amd.addEventListener(AMD.Events.DetectionError, (e) => onDetectionError(transfer, attempt, e));
+  });
+  return amd;
+}
+
+function isCurrent(transfer, attempt, stage) {
+  return session.transfer === transfer && session.phase === 'transferring' && transfer.attempt === attempt && transfer.stage === stage;
+}
+
+/** Answered, not yet bridged: the stages in which the target's leg is up and hears only us. */
+const ANSWERED_STAGES = ['detecting', 'extension', 'whispering'];
+
+function isAnswered(transfer, attempt) {
+  return ANSWERED_STAGES.some((stage) => isCurrent(transfer, attempt, stage));
+}
+
+function clearTransferTimers(transfer) {
+  for (const timer of ['ringTimer', 'amdTimer', 'extensionTimer', 'whisperTimer']) {
+    if (transfer[timer] !== null) clearTimeout(transfer[timer]);
+    transfer[timer] = null;
+  }
+}
+
+/** Clears the transfer's timers and detaches it from the session; its legs' events then do nothing. */
 function endTransfer(transfer) {
   transfer.stage = 'over';
-  if (transfer.ringTimer !== null) clearTimeout(transfer.ringTimer);
-  if (transfer.whisperTimer !== null) clearTimeout(transfer.whisperTimer);
-  transfer.ringTimer = null;
-  transfer.whisperTimer = null;
+  clearTransferTimers(transfer);
   if (session.transfer === transfer) session.transfer = null;
 }
 
-function onConsultRinging(transfer) {
-  if (!isCurrent(transfer, 'dialling') || transfer.ringingSent) return; // once: the first Ringing
-  transfer.ringingSent = true;
+function onConsultRinging(transfer, attempt) {
+  if (!isCurrent(transfer, attempt, 'dialling') || attempt.ringingSent) return; // once per attempt
+  attempt.ringingSent = true;
   reportOutcome(transfer, 'ringing', {});
 }
 
-function onRingTimeout(transfer, ringTimeoutMs) {
+function onRingTimeout(transfer, attempt, ringTimeoutMs) {
   transfer.ringTimer = null;
-  if (!isCurrent(transfer, 'dialling')) return;
-  transferFailed(transfer, { reason: 'no_answer', detail: 'no answer within ' + ringTimeoutMs / 1000 + ' s' });
+  if (!isCurrent(transfer, attempt, 'dialling')) return;
+  attemptFailed(transfer, attempt, { reason: 'no_answer', detail: 'no answer within ' + ringTimeoutMs / 1000 + ' s' });
 }
 
-/** The target answered: whisper the summary to the target only, then bridge (completeTransfer). */
-function onConsultConnected(transfer) {
-  if (!isCurrent(transfer, 'dialling')) return;
+/**
+ * The target answered. With a detector, wait for its verdict (at most TRANSFER_AMD_TIMEOUT_S, then
+ * it counts as a human); without one, go on as for a human.
+ */
+function onConsultConnected(transfer, attempt) {
+  if (!isCurrent(transfer, attempt, 'dialling')) return;
   clearTimeout(transfer.ringTimer);
   transfer.ringTimer = null;
+  if (!attempt.amd) {
+    humanAnswered(transfer, attempt, null);
+    return;
+  }
+  transfer.stage = 'detecting';
+  const timeoutMs = session.transferOptions.amdTimeoutMs;
+  log('transfer ' + transfer.id + ' answered at ' + attempt.destination.name + '; detecting an answering machine (at most ' + timeoutMs / 1000 + ' s)');
+  transfer.amdTimer = setTimeout(() => {
+    transfer.amdTimer = null;
+    if (!isCurrent(transfer, attempt, 'detecting')) return;
+    log('transfer ' + transfer.id + ': no AMD verdict within ' + timeoutMs / 1000 + ' s; counted as a human');
+    humanAnswered(transfer, attempt, 'timeout');
+  }, timeoutMs);
+}
+
+/**
+ * AMD.Events.DetectionComplete: resultClass VOICEMAIL → this attempt failed `voicemail`; HUMAN →
+ * a human; TIMEOUT (the platform's own timeout) → counted as a human, reported `timeout`;
+ * CALL_ENDED → nothing here (the leg's own Disconnected decides).
+ */
+function onDetection(transfer, attempt, e) {
+  if (!isCurrent(transfer, attempt, 'detecting')) return;
+  const result = String(e && e.resultClass).toUpperCase();
+  if (result === 'VOICEMAIL') {
+    attemptFailed(transfer, attempt, { reason: 'voicemail', detail: 'answering machine detected' });
+  } else if (result === 'HUMAN') {
+    humanAnswered(transfer, attempt, 'human');
+  } else if (result === 'TIMEOUT') {
+    humanAnswered(transfer, attempt, 'timeout');
+  }
+}
+
+/** AMD.Events.DetectionError: no verdict will come; counted as a human, as a timeout is. */
+function onDetectionError(transfer, attempt, e) {
+  if (!isCurrent(transfer, attempt, 'detecting')) return;
+  log('transfer ' + transfer.id + ': AMD error (' + forLog(e && e.message, 100) + '); counted as a human');
+  humanAnswered(transfer, attempt, 'timeout');
+}
+
+/**
+ * A human is on the target's leg (or AMD is off or gave no verdict: `amd` 'timeout' or null).
+ * Only now: the destination's extension digits, then the whisper, then the bridge.
+ */
+function humanAnswered(transfer, attempt, amd) {
+  clearTransferTimers(transfer);
+  transfer.amd = amd;
+  const extension = attempt.destination.extension;
+  if (!extension) {
+    startWhisper(transfer, attempt);
+    return;
+  }
+  transfer.stage = 'extension';
+  const sent = safely('send the extension', () => attempt.leg.call.sendDigits(extension.replace(/w/g, 'p')));
+  if (!sent) {
+    startWhisper(transfer, attempt);
+    return;
+  }
+  log('transfer ' + transfer.id + ': extension sent to ' + attempt.destination.name + ' (' + extension.length + ' symbols)');
+  transfer.extensionTimer = setTimeout(() => {
+    transfer.extensionTimer = null;
+    if (isCurrent(transfer, attempt, 'extension')) startWhisper(transfer, attempt);
+  }, extension.length * EXTENSION_MS_PER_SYMBOL);
+}
+
+/** Whisper the summary to the target only, then bridge (completeTransfer). */
+function startWhisper(transfer, attempt) {
   const options = session.transferOptions;
   const text = options.whisper ? whisperText(transfer.summary) : '';
   if (!text) {
     log('transfer ' + transfer.id + ' answered; ' + (options.whisper ? 'no summary to whisper' : 'whisper off'));
-    completeTransfer(transfer);
+    completeTransfer(transfer, attempt);
     return;
   }
   transfer.stage = 'whispering';
   // Call.say plays into that call only: the caller, still bridged to the agent, never hears it.
-  const call = transfer.leg.call;
+  const call = attempt.leg.call;
   const said = safely('whisper to the transfer target', () => {
     if (options.whisperVoice) call.say(text, { voice: options.whisperVoice });
     else call.say(text);
   });
   if (!said) {
-    completeTransfer(transfer); // the target answered; a missing whisper is no reason to fail
+    completeTransfer(transfer, attempt); // the target answered; a missing whisper is no reason to fail
     return;
   }
   log('transfer ' + transfer.id + ' answered; whispering the summary to the target (' + text.length + ' characters)');
   const whisperTimeoutMs = options.whisperTimeoutMs;
-  transfer.whisperTimer = setTimeout(() => onWhisperTimeout(transfer, whisperTimeoutMs), whisperTimeoutMs);
+  transfer.whisperTimer = setTimeout(() => onWhisperTimeout(transfer, attempt, whisperTimeoutMs), whisperTimeoutMs);
 }
 
-function onWhisperFinished(transfer, e) {
-  if (!isCurrent(transfer, 'whispering')) return;
+function onWhisperFinished(transfer, attempt, e) {
+  if (!isCurrent(transfer, attempt, 'whispering')) return;
   if (e && e.error) log('whisper playback ended with an error: ' + forLog(e.error, 200));
-  completeTransfer(transfer);
+  completeTransfer(transfer, attempt);
 }
 
-function onWhisperTimeout(transfer, whisperTimeoutMs) {
+function onWhisperTimeout(transfer, attempt, whisperTimeoutMs) {
   transfer.whisperTimer = null;
-  if (!isCurrent(transfer, 'whispering')) return;
+  if (!isCurrent(transfer, attempt, 'whispering')) return;
   log('transfer ' + transfer.id + ': the whisper did not finish within ' + whisperTimeoutMs / 1000 + ' s; bridging');
-  completeTransfer(transfer);
+  completeTransfer(transfer, attempt);
 }
 
 /**
  * The hand-off: the agent is told `connected` while it is still attached, then detached, then the
  * caller is bridged to the target. The bridge also replaces whatever the target's leg was still
  * playing (a call "can receive only one audio stream. A new incoming stream always replaces the
- * previous one", Call.say), so a whisper cut by its timeout stops there.
+ * previous one", Call.say), so a whisper cut by its timeout stops there. The call-length backstop
+ * guards the agent's share of the call only: from here a person has the caller.
  */
-function completeTransfer(transfer) {
+function completeTransfer(transfer, attempt) {
   endTransfer(transfer);
   // The effect that ends the caller's hearing of the agent is this detach-and-bridge, now.
-  reportOutcome(transfer, 'connected', { playoutOffsetMs: playoutOffsetMs(session.media, Date.now()) });
+  reportOutcome(transfer, 'connected', { amd: transfer.amd, playoutOffsetMs: playoutOffsetMs(session.media, Date.now()) });
   stopAgent();
-  safely('bridge caller and transfer target', () => VoxEngine.sendMediaBetween(session.caller.call, transfer.leg.call));
+  safely('bridge caller and transfer target', () => VoxEngine.sendMediaBetween(session.caller.call, attempt.leg.call));
   session.phase = 'transferred';
-  log('transfer ' + transfer.id + ': the caller is with the target; the agent is off the call');
+  clearMaxCallTimer();
+  log('transfer ' + transfer.id + ': the caller is with ' + attempt.destination.name + '; the agent is off the call');
 }
 
-function onConsultFailed(transfer, e) {
-  if (transfer.leg) transfer.leg.ended = true;
+function onConsultFailed(transfer, attempt, e) {
+  if (attempt.leg) attempt.leg.ended = true;
   const code = sipCodeOf(e && e.code);
   const detail = e && e.reason ? String(e.reason) : null;
-  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, { reason: failureReasonForCode(code), sipCode: code, detail: detail });
-  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, { reason: 'target_hung_up', sipCode: code, detail: detail });
-  // Otherwise: our own hangup of a leg we gave up on (ring timeout, end_call, caller gone), or a
-  // late event of an earlier transfer: nothing to do.
+  if (isCurrent(transfer, attempt, 'dialling')) attemptFailed(transfer, attempt, { reason: failureReasonForCode(code), sipCode: code, detail: detail });
+  else if (isAnswered(transfer, attempt)) transferFailed(transfer, attempt, { reason: 'target_hung_up', sipCode: code, detail: detail });
+  // Otherwise: our own hangup of a leg we gave up on (ring timeout, voicemail, end_call, caller
+  // gone), or a late event of an earlier attempt or transfer: nothing to do.
 }
 
-function onConsultDisconnected(transfer) {
-  const leg = transfer.leg;
+function onConsultDisconnected(transfer, attempt) {
+  const leg = attempt.leg;
   if (leg) leg.ended = true;
-  if (isCurrent(transfer, 'dialling')) transferFailed(transfer, { reason: 'error', detail: 'the leg disconnected before it answered' });
-  else if (isCurrent(transfer, 'whispering')) transferFailed(transfer, { reason: 'target_hung_up' });
+  if (isCurrent(transfer, attempt, 'dialling')) attemptFailed(transfer, attempt, { reason: 'error', detail: 'the leg disconnected before it answered' });
+  else if (isAnswered(transfer, attempt)) transferFailed(transfer, attempt, { reason: 'target_hung_up' });
   else if (session.phase === 'transferred' && session.consult === leg) endSession('transfer target hung up');
+}
+
+/**
+ * One attempt failed before a human was reached (busy, no answer, voicemail, rejected, error):
+ * hang its leg up; with a fallback left, report `attempt_failed` and dial it, else the transfer
+ * failed with this attempt's reason.
+ */
+function attemptFailed(transfer, attempt, failure) {
+  if (attempt.number >= transfer.chain.length) {
+    transferFailed(transfer, attempt, failure);
+    return;
+  }
+  clearTransferTimers(transfer);
+  hangUpAttempt(attempt);
+  reportOutcome(transfer, 'attempt_failed', failure);
+  dialNext(transfer);
+}
+
+function hangUpAttempt(attempt) {
+  hangUp(attempt.leg);
+  if (attempt.leg && session.consult === attempt.leg) session.consult = null;
 }
 
 /**
@@ -715,10 +1058,9 @@ function onConsultDisconnected(transfer) {
  * the agent and tell it; when the agent cannot be told (gone), tell the caller and hang up.
  * `failure`: {reason, sipCode?, detail?}.
  */
-function transferFailed(transfer, failure) {
+function transferFailed(transfer, attempt, failure) {
   endTransfer(transfer);
-  hangUp(transfer.leg);
-  if (session.consult === transfer.leg) session.consult = null;
+  hangUpAttempt(attempt);
   if (reportOutcome(transfer, 'failed', failure)) {
     session.phase = 'active'; // the caller never left the agent; it has the call again
     return;
@@ -726,9 +1068,12 @@ function transferFailed(transfer, failure) {
   announceTransferFailure(failure.reason);
 }
 
-/** One milestone of a transfer (`extra` as for outcomeMetadata, plus `detail` for the log). */
+/** One milestone of a transfer's current attempt (`extra` as for outcomeMetadata, plus `detail` for the log). */
 function reportOutcome(transfer, status, extra) {
-  return sendOutcome(outcomeMetadata(transfer.id, 'call_transfer', status, extra), 'transfer', extra.detail);
+  const attempt = transfer.attempt;
+  const metadata = outcomeMetadata(transfer.id, 'call_transfer', status,
+    Object.assign({ destination: attempt.destination.name, attempt: attempt.number }, extra));
+  return sendOutcome(metadata, 'transfer', extra.detail);
 }
 
 /**
@@ -746,7 +1091,9 @@ function sendOutcome(metadata, what, detail) {
     if (!told) session.agentGone = true;
   }
   let line = what + ' ' + metadata.id + ' ' + metadata.status;
+  if (metadata.destination !== undefined) line += ' destination=' + metadata.destination + ' attempt=' + metadata.attempt;
   if (metadata.reason) line += ' reason=' + metadata.reason;
+  if (metadata.amd) line += ' amd=' + metadata.amd;
   if (metadata.sip_code !== undefined) line += ' sip_code=' + metadata.sip_code;
   if (metadata.playout_offset_ms !== undefined) line += ' playout_offset_ms=' + metadata.playout_offset_ms;
   if (detail) line += ' (' + forLog(detail, 100) + ')';
@@ -792,6 +1139,38 @@ function resolveVoice(name) {
     return null;
   }
   return value;
+}
+
+/**
+ * The AMD.Model named by TRANSFER_AMD_MODEL (an AMD.Model key: US, EU_GENERAL, ...; voxengine.d.ts
+ * "AMD.Model ... Answering machine or voicemail detector model", country models), or null when the
+ * AMD namespace is not there (logged: transfers then bridge without detection). An unknown name is
+ * logged and the default model used.
+ */
+function resolveAmdModel(name) {
+  if (typeof AMD === 'undefined' || !AMD || typeof AMD.create !== 'function' || !AMD.Model || !AMD.Events) {
+    log('answering-machine detection is not available (no AMD module); transfers bridge without it');
+    return null;
+  }
+  const key = name.toUpperCase();
+  if (/^[A-Z_]{1,32}$/.test(key) && hasOwn(AMD.Model, key)) return AMD.Model[key];
+  log(STORAGE_KEYS.amdModel + ' "' + forLog(name, 40) + '" is not an AMD.Model; using ' + TRANSFER_DEFAULTS.amdModel);
+  return AMD.Model[TRANSFER_DEFAULTS.amdModel];
+}
+
+/**
+ * MAX_CALL_S, the backstop behind the agent's own polite close (VOX_MAX_CALL_S): at the limit,
+ * counted from the answer, the scenario hangs up whatever the agent does. It guards the agent's
+ * share of the call; the hand-off to a transfer target stops it (completeTransfer).
+ */
+function startMaxCallTimer(limitMs) {
+  if (limitMs === null) return;
+  log('call length: at most ' + limitMs / 1000 + ' s (' + STORAGE_KEYS.maxCall + ')');
+  const leftMs = Math.max(0, limitMs - (Date.now() - session.answeredAtMs));
+  session.maxCallTimer = setTimeout(() => {
+    session.maxCallTimer = null;
+    endSession('maximum call length reached (' + STORAGE_KEYS.maxCall + ' ' + limitMs / 1000 + ' s)', 'cancelled');
+  }, leftMs);
 }
 
 // --- the agent --------------------------------------------------------------------------------
@@ -886,6 +1265,67 @@ function onMediaEnded() {
   }
 }
 
+// --- the keypad ----------------------------------------------------------------------------------
+
+/**
+ * CallEvents.ToneReceived on the caller's leg ({tone: "0-9,*,#"}, once Call.handleTones(true) is
+ * on, which also "removes [each DTMF signal] from audio stream", voxengine.d.ts). While the agent
+ * is connected the key goes to it as Cartesia's dtmf event ({"event": "dtmf", "dtmf": "1"},
+ * cartesia-ai/docs web-calls.mdx, one digit per event), which Line delivers as UserDtmfSent(button)
+ * (line/_harness_types.py DTMFInput). After the hand-off the key goes to the transfer target with
+ * sendDigits, since the bridge no longer carries it.
+ * ASSUMPTION: AgentsClient.dtmf(parameters) ("Sends DTMF (dual-tone multi-frequency) tones",
+ * Voximplant's AgentsClient reference, typed only as Object) takes that event's field, {dtmf},
+ * as custom() takes {metadata}.
+ */
+function onCallerTone(e) {
+  const tone = e && typeof e.tone === 'string' ? e.tone : '';
+  if (!/^[0-9*#]$/.test(tone)) return;
+  if (session.phase === 'transferred') {
+    const target = session.consult;
+    if (target && !target.ended && safely('pass a key to the transfer target', () => target.call.sendDigits(tone))) session.dtmf.callerToTarget++;
+    return;
+  }
+  if (!agentConnected() || !session.agentBridged) return;
+  if (safely('send a key to the agent', () => session.agent.dtmf({ dtmf: tone }))) session.dtmf.callerToAgent++;
+}
+
+/**
+ * The digits of a Cartesia.AgentsEvents.DTMF, or null. ASSUMPTION: the event carries Cartesia's
+ * message ({"event": "dtmf", "dtmf": "5"}, web-calls.mdx) on the event or in its `data`;
+ * Voximplant's AgentsEvents reference lists DTMF without its parameters.
+ */
+function dtmfDigitsOf(e) {
+  const sources = [e, e && e.data];
+  for (const source of sources) {
+    if (source && typeof source === 'object' && typeof source.dtmf === 'string') return DTMF_DIGITS.test(source.dtmf) ? source.dtmf : null;
+  }
+  return null;
+}
+
+/**
+ * The agent's keys (Line's send_dtmf → AgentSendDtmf → the harness → Cartesia.AgentsEvents.DTMF),
+ * played with Call.sendDigits ("Sends DTMF digits to the remote peer", voxengine.d.ts) on the leg
+ * the agent is dealing with: the transfer target's while it is answered and not yet bridged (an
+ * extension, an IVR), else the caller's. Counted, never logged.
+ */
+function onAgentDtmf(e) {
+  const digits = dtmfDigitsOf(e);
+  if (!digits) {
+    log('agent DTMF ignored: not 1-32 of 0-9 * #');
+    return;
+  }
+  const transfer = session.transfer;
+  let leg = null;
+  if (transfer && transfer.attempt && isAnswered(transfer, transfer.attempt)) leg = transfer.attempt.leg;
+  else if (['active', 'transferring', 'closing', 'hanging_up'].indexOf(session.phase) >= 0) leg = session.caller;
+  if (!leg || leg.ended) return;
+  if (safely('play the agent\'s digits', () => leg.call.sendDigits(digits))) {
+    session.dtmf.agentToPhone += digits.length;
+    log('agent DTMF: ' + digits.length + ' digit(s) played to the ' + (leg === session.caller ? 'caller' : 'transfer target'));
+  }
+}
+
 // --- control requests ---------------------------------------------------------------------------
 
 const handleControlRequest = createControlHandler({
@@ -898,11 +1338,12 @@ const handleControlRequest = createControlHandler({
       return ''; // fail closed: an unusable primitive matches no signature
     }
   },
+  knownDestination: (name) => Boolean(session.destinations[name]),
   agentInControl: agentInControl,
   transferUnderWay: () => session.phase === 'transferring',
   perform(command) {
     if (command.action === 'end_call') acceptEndCall(command.id);
-    else if (command.action === 'call_transfer') startTransfer(command.id, command.summary);
+    else if (command.action === 'call_transfer') startTransfer(command.id, command.summary, command.destination);
   },
 });
 
@@ -976,8 +1417,11 @@ async function onCallAlerting(e) {
   e.call.addEventListener(CallEvents.PlaybackFinished, () => {
     if (session.phase === 'announcing') endSession('transfer failed (caller told)');
   });
+  e.call.addEventListener(CallEvents.ToneReceived, onCallerTone);
   try {
     e.call.answer();
+    session.answeredAtMs = Date.now();
+    e.call.handleTones(true);
     if (RECORD_CALLS) e.call.record({ hd_audio: true, stereo: true });
     await connectAgent(e);
   } catch (err) {
@@ -989,9 +1433,10 @@ async function onCallAlerting(e) {
 async function connectAgent(e) {
   const settings = await loadSettings();
   if (session.phase !== 'starting') return; // the caller hung up meanwhile
-  const missing = REQUIRED_SETTINGS.filter((name) => !settings[name]);
+  const missing = REQUIRED_SETTINGS.filter((name) => !settings[name]).map((name) => STORAGE_KEYS[name]);
+  if (!TRANSFER_TARGET_SETTINGS.some((name) => settings[name])) missing.push(STORAGE_KEYS.transferNumber + ' (or ' + STORAGE_KEYS.destinations + ')');
   if (missing.length) {
-    log('missing ApplicationStorage keys: ' + missing.map((name) => STORAGE_KEYS[name]).join(', '));
+    log('missing ApplicationStorage keys: ' + missing.join(', '));
     endSession('not configured');
     return;
   }
@@ -999,13 +1444,27 @@ async function connectAgent(e) {
   const options = readTransferOptions(settings);
   options.problems.forEach(log);
   options.whisperVoice = resolveVoice(options.whisperVoiceName);
+  options.amdModel = options.amd ? resolveAmdModel(options.amdModelName) : null;
+  options.amd = options.amdModel !== null;
   session.transferOptions = options;
+  const destinations = parseDestinations(settings.destinations, settings.transferNumber,
+    { ringTimeoutMs: options.ringTimeoutMs, callerId: settings.pstnCallerId });
+  if (destinations.problems.length) log(STORAGE_KEYS.destinations + ': ' + destinations.problems.join('; '));
+  session.destinations = destinations.table;
+  log('transfer destinations: ' + (Object.keys(destinations.table).map((name) => {
+    const fallback = destinations.table[name].fallback;
+    return fallback.length ? name + ' (then ' + fallback.join(', ') + ')' : name;
+  }).join(', ') || 'none'));
+  const maxCall = readMaxCallMs(settings);
+  maxCall.problems.forEach(log);
+  startMaxCallTimer(maxCall.value);
   const hangup = readHangupOptions(settings);
   hangup.problems.forEach(log);
   session.hangupOptions = hangup;
   log('hang-up: playout guard ' + (hangup.playoutGuard ? 'on (at most ' + hangup.playoutGuardMaxMs / 1000 + ' s)' : 'off'));
   log('transfer: ring timeout ' + options.ringTimeoutMs / 1000 + ' s, whisper ' +
-    (options.whisper ? 'on (timeout ' + options.whisperTimeoutMs / 1000 + ' s, voice ' + (options.whisperVoice ? forLog(options.whisperVoiceName, 80) : 'default') + ')' : 'off'));
+    (options.whisper ? 'on (timeout ' + options.whisperTimeoutMs / 1000 + ' s, voice ' + (options.whisperVoice ? forLog(options.whisperVoiceName, 80) : 'default') + ')' : 'off') +
+    ', answering-machine detection ' + (options.amd ? 'on (timeout ' + options.amdTimeoutMs / 1000 + ' s)' : 'off'));
   if (settings.controlSecret) checkHmacPrimitive();
   log('control requests ' + (settings.controlSecret ? 'must be signed' : 'are not signed (no VOX_CONTROL_SECRET)'));
 
@@ -1023,6 +1482,7 @@ async function connectAgent(e) {
   // The agent asks to drop the audio it has queued when the caller barges in.
   client.addEventListener(Cartesia.AgentsEvents.Clear, () => safely('clear agent audio', () => client.clearMediaBuffer()));
   client.addEventListener(Cartesia.AgentsEvents.WebSocketError, () => onAgentLost('WebSocket error', null));
+  client.addEventListener(Cartesia.AgentsEvents.DTMF, onAgentDtmf);
   client.addEventListener(Cartesia.Events.WebSocketMediaStarted, onMediaStarted);
   client.addEventListener(Cartesia.Events.WebSocketMediaEnded, onMediaEnded);
   VoxEngine.sendMediaBetween(e.call, client);

@@ -55,6 +55,33 @@
  *   (Cartesia's Calls API, web-calls.mdx): remoteClose(1000, 'call ended by agent'); any other code
  *   is an abnormal close (default 1006).
  *
+ * Answering-machine detection, the keypad and destinations (issue #18; "ASSUMPTION" where the
+ * docs are silent):
+ * - AMD.create({model, timeout}) returns an AnsweringMachineDetector; `model` must be an AMD.Model
+ *   value, `timeout` "Must not be less than 0 or greater than 20000" (voxengine.d.ts, voxengine-ci
+ *   28.0.0). Given to callPSTN / callSIP as `amd` (CallPSTNParameters / CallSIPParameters), it is
+ *   attached to that leg. Its AMD.Events.DetectionComplete carries {amd, call, callId,
+ *   resultClass, confidence} (resultClass: VOICEMAIL, HUMAN, TIMEOUT, CALL_ENDED; Voximplant's AMD
+ *   events reference). ASSUMPTION: attached this way, detection runs after Connected by itself.
+ *   Tests drive the verdict: remoteAnswer() is a person answering, and an attached detector says
+ *   HUMAN right after Connected (remoteAnswer({amd: 'VOICEMAIL'}) a machine, {amd: null} no verdict
+ *   until detection(resultClass) or never). options.noAmd: the AMD namespace is missing.
+ * - Call.handleTones(true): each DTMF signal "triggers the CallEvents.ToneReceived" {tone, type}
+ *   (voxengine.d.ts); tests press keys with tone('5'), delivered only while tones are handled.
+ * - Call.sendDigits(digits): "Any combination of 0-9, *, #, p (pause) symbols" (voxengine.d.ts);
+ *   anything else, or a leg not connected, is a violation. Recorded as effect `sendDigits`.
+ * - AgentsClient.dtmf(parameters): "Sends DTMF (dual-tone multi-frequency) tones" (AgentsClient
+ *   reference); recorded in `dtmfSent` as sent. Cartesia.AgentsEvents.DTMF from the agent:
+ *   agentDtmf(digits) fires it with Cartesia's message as `data` ({"event": "dtmf", "dtmf": ...},
+ *   web-calls.mdx; ASSUMPTION: Voximplant's reference lists the event without its parameters).
+ * - options.behaviours {target (number or SIP URI): behaviour}: the far end of every leg dialled to
+ *   that target acts on its own, on the fake clock, from the dial (BEHAVIOUR_MS): `busy` (Ringing
+ *   at 100 ms, Failed 486 at 300), `rejected` (603), `error` (404), `no_answer` (Ringing, then
+ *   nothing), `human` / `voicemail` / `amd_timeout` (Ringing, answered at 300; an attached detector
+ *   says HUMAN / VOICEMAIL / nothing at 600), `dial_error` (the dial throws). On such a leg a
+ *   say() finishes 200 ms after it started. Lab model, not platform fact: the times are the
+ *   contract cases' (voxengine/contract/README.md, "Destination cases").
+ *
  * `violations` collects what the real platform would punish or what the scenario promises never
  * to do: terminate twice, hang up a leg twice or after it ended, close the agent twice, use the
  * API after terminate.
@@ -76,6 +103,7 @@ const AppEvents = Object.freeze({
 });
 
 const CallEvents = Object.freeze({
+  ToneReceived: 'Call.ToneReceived',
   Connected: 'Call.Connected',
   Disconnected: 'Call.Disconnected',
   Failed: 'Call.Failed',
@@ -104,7 +132,19 @@ const CartesiaEvents = Object.freeze({
 /** WebSocketMediaEnded comes after "1 second of silence" (Voximplant's Cartesia Events reference). */
 const MEDIA_ENDED_SILENCE_MS = 1000;
 
-const Modules = Object.freeze({ Cartesia: 'Cartesia', ApplicationStorage: 'ApplicationStorage' });
+const Modules = Object.freeze({ Cartesia: 'Cartesia', ApplicationStorage: 'ApplicationStorage', AMD: 'AMD' });
+
+/** The AMD namespace's enums (voxengine.d.ts, voxengine-ci 28.0.0). */
+const AmdEvents = Object.freeze({ DetectionComplete: 'AMD.Events.DetectionComplete', DetectionError: 'AMD.Events.DetectionError' });
+const AmdResultClass = Object.freeze({ VOICEMAIL: 'VOICEMAIL', HUMAN: 'HUMAN', TIMEOUT: 'TIMEOUT', CALL_ENDED: 'CALL_ENDED' });
+const AmdModel = Object.freeze({ BR: 'br', CL: 'cl', CO: 'colombia', KZ: 'kz', MX: 'mx', RU: 'ru', PH: 'ph', PE: 'pe', US: 'us', EU_GENERAL: 'eu_general' });
+
+/** When a scripted far end acts, in ms after its leg was dialled (or its whisper started). */
+const BEHAVIOUR_MS = Object.freeze({ ring: 100, outcome: 300, detection: 600, whisper: 200 });
+const BEHAVIOURS = Object.freeze({
+  busy: { fail: 486 }, rejected: { fail: 603 }, error: { fail: 404 }, no_answer: {},
+  human: { answer: 'HUMAN' }, voicemail: { answer: 'VOICEMAIL' }, amd_timeout: { answer: null }, dial_error: {},
+});
 
 /** A few entries of the typings' VoiceList (Amazon en_US_Joanna is Call.say's default voice). */
 const voice = (name) => Object.freeze({ voice: name });
@@ -176,6 +216,9 @@ class FakeCall extends Emitter {
     this.connected = false;
     this.ended = false; // disconnected or failed, whoever ended it
     this.playing = null; // the text Call.say is playing into this call, until PlaybackFinished
+    this.amd = null; // the FakeDetector given to the dial as `amd`
+    this.tonesHandled = false;
+    this.behaviour = null; // options.behaviours entry of its target, if any
   }
 
   id() { return this._id; }
@@ -216,9 +259,26 @@ class FakeCall extends Emitter {
       this._runtime._queue(() => this.playbackFinished('Text is too long'));
     } else if ((this._runtime.options.instantPlayback || []).includes(this.name)) {
       this._runtime._queue(() => this.playbackFinished());
+    } else if (this.behaviour) {
+      const playing = this.playing;
+      this._runtime._schedule(() => {
+        if (this.playing === playing) this.playbackFinished();
+      }, BEHAVIOUR_MS.whisper);
     }
   }
   record(parameters) { this._runtime._effect('record', { leg: this.name, parameters }); }
+
+  handleTones(doHandle) {
+    this._runtime._effect('handleTones', { leg: this.name, doHandle });
+    this.tonesHandled = doHandle !== false;
+  }
+
+  sendDigits(digits) {
+    this._runtime._maybeThrow('sendDigits');
+    this._runtime._effect('sendDigits', { leg: this.name, digits });
+    if (this.ended || !this.connected) this._runtime._violation(`sendDigits on ${this.name}, which is not connected`);
+    if (typeof digits !== 'string' || !/^[0-9*#p]+$/.test(digits)) this._runtime._violation(`sendDigits on ${this.name} with symbols other than 0-9 * # p`);
+  }
   startPlayback(url) { this._runtime._effect('startPlayback', { leg: this.name, url }); }
   stopPlayback() { this._runtime._effect('stopPlayback', { leg: this.name }); }
 
@@ -233,12 +293,50 @@ class FakeCall extends Emitter {
     return true;
   }
 
-  /** The far end answers an outgoing leg. */
-  remoteAnswer() {
+  /**
+   * The far end answers an outgoing leg. An attached detector then reports `amd` at once
+   * ('HUMAN' by default: a person answering); `amd: null`: no verdict (see detection()).
+   */
+  remoteAnswer({ amd = AmdResultClass.HUMAN } = {}) {
     if (this.ended || this.connected) return false;
     this.connected = true;
     this.emit(CallEvents.Connected, this._event(CallEvents.Connected));
+    if (amd !== null) this.detection(amd);
     return true;
+  }
+
+  /** The attached detector's verdict: AMD.Events.DetectionComplete {resultClass}. */
+  detection(resultClass, confidence = 90) {
+    if (!this.amd || this.ended || !this.connected) return false;
+    this.amd.emit(AmdEvents.DetectionComplete, { amd: this.amd, call: this, callId: this._id, resultClass, confidence });
+    return true;
+  }
+
+  /** The attached detector fails: AMD.Events.DetectionError {message}. */
+  detectionError(message = 'detector failed') {
+    if (!this.amd || this.ended) return false;
+    this.amd.emit(AmdEvents.DetectionError, { amd: this.amd, callId: this._id, message });
+    return true;
+  }
+
+  /** The far end presses a key: CallEvents.ToneReceived, only while the scenario handles tones. */
+  tone(tone) {
+    if (this.ended || !this.connected || !this.tonesHandled) return false;
+    this.emit(CallEvents.ToneReceived, this._event(CallEvents.ToneReceived, { tone, type: '1' }));
+    return true;
+  }
+
+  /** Acts out this leg's scripted behaviour (options.behaviours) on the fake clock. */
+  _act(behaviour) {
+    this.behaviour = behaviour;
+    const plan = BEHAVIOURS[behaviour];
+    const rt = this._runtime;
+    rt._schedule(() => this.ring(), BEHAVIOUR_MS.ring);
+    if (plan.fail) rt._schedule(() => this.remoteFail(plan.fail, `SIP ${plan.fail}`), BEHAVIOUR_MS.outcome);
+    if (plan.answer !== undefined) {
+      rt._schedule(() => this.remoteAnswer({ amd: null }), BEHAVIOUR_MS.outcome);
+      if (plan.answer !== null) rt._schedule(() => this.detection(plan.answer), BEHAVIOUR_MS.detection);
+    }
   }
 
   /** The far end hangs up (a connected leg; or an unanswered one, for tests of odd networks). */
@@ -287,6 +385,19 @@ class FakeCall extends Emitter {
   }
 }
 
+/** AMD.AnsweringMachineDetector (voxengine.d.ts): its model, timeout, the call it is attached to. */
+class FakeDetector extends Emitter {
+  constructor(runtime, parameters) {
+    super(runtime, AmdEvents);
+    this.model = parameters.model;
+    this.timeout = parameters.timeout;
+    this.call = null;
+  }
+
+  id() { return 'amd-id'; }
+  detect() { return Promise.resolve(AmdEvents.DetectionComplete); }
+}
+
 class FakeAgentsClient extends Emitter {
   constructor(runtime, parameters) {
     super(runtime, Object.assign({}, AgentsEvents, CartesiaEvents));
@@ -322,7 +433,20 @@ class FakeAgentsClient extends Emitter {
     }
     this._runtime.customSent.push({ at: this._runtime.nowMs, parameters: wire });
   }
-  dtmf(parameters) { this._runtime._effect('agentDtmf', { parameters }); }
+  dtmf(parameters) {
+    this._runtime._effect('agentDtmf', { parameters });
+    this._runtime._maybeThrow('dtmf');
+    if (!this.started) this._runtime._violation('agent dtmf() before start()');
+    if (this.socketClosed || this.closedByScenario) this._runtime._violation('agent dtmf() after its WebSocket closed');
+    this._runtime.dtmfSent.push({ at: this._runtime.nowMs, parameters: JSON.parse(JSON.stringify(parameters)) });
+  }
+
+  /** The agent sends keys (Line's send_dtmf): Cartesia.AgentsEvents.DTMF with Cartesia's message. */
+  agentDtmf(digits) {
+    if (this.closedByScenario || this.socketClosed) return false;
+    this.fire(AgentsEvents.DTMF, { event: 'dtmf', stream_id: 'stream-1', dtmf: digits });
+    return true;
+  }
   sendMediaTo(unit) { this._runtime._effect('sendMediaTo', { from: this.name, to: unit && unit.name }); }
   stopMediaTo(unit) { this._runtime._effect('stopMediaTo', { from: this.name, to: unit && unit.name }); }
 
@@ -392,6 +516,8 @@ class FakeAgentsClient extends Emitter {
  *   source        scenario source text (defaults to scenario.js)
  *   instantPlayback  leg names (e.g. ['caller']) whose say() reports PlaybackFinished at once
  *                 (queued, as the platform's events are), for replays that do not drive playback
+ *   behaviours    {target: behaviour}: far ends that act by themselves (see the header)
+ *   noAmd         no AMD namespace (the module is not there)
  */
 class FakeVoxEngine {
   constructor(options = {}) {
@@ -407,6 +533,7 @@ class FakeVoxEngine {
     this.agent = null;
     this.terminated = false;
     this.customSent = []; // every AgentsClient.custom() call, as sent: {at, parameters}
+    this.dtmfSent = []; // every AgentsClient.dtmf() call, as sent: {at, parameters}
     this.audio = []; // every change of what a unit hears: {at, leg, source} (source null: nothing)
     this._throwNext = {};
     this._timers = [];
@@ -608,6 +735,27 @@ class FakeVoxEngine {
     this.violations.push(message);
   }
 
+  /** An outgoing leg to `target` (callPSTN / callSIP), its detector attached, its behaviour started. */
+  _dial(target, callerid, parameters) {
+    const behaviour = (this.options.behaviours || {})[target];
+    if (behaviour !== undefined && !BEHAVIOURS[behaviour]) throw new Error(`unknown behaviour: ${behaviour}`);
+    if (behaviour === 'dial_error') throw new Error('dial error (behaviour)');
+    this._maybeThrow('callPSTN');
+    const leg = new FakeCall(this, this.consults.length ? `consult${this.consults.length + 1}` : 'consult', { incoming: false, callerid, number: target });
+    this.consults.push(leg);
+    const amd = parameters && parameters.amd;
+    if (amd !== undefined) {
+      if (!(amd instanceof FakeDetector)) this._violation('dial with an amd that is not an AnsweringMachineDetector');
+      else if (amd.call) this._violation('one detector attached to two calls');
+      else {
+        amd.call = leg;
+        leg.amd = amd;
+      }
+    }
+    if (behaviour) leg._act(behaviour);
+    return leg;
+  }
+
   _queue(fn) {
     this._queueItems.push(fn);
   }
@@ -640,7 +788,20 @@ class FakeVoxEngine {
     const rt = this;
     const storage = this.options.storage || {};
     const unit = (u) => (u && u.name) || String(u);
+    const AMD = {
+      Events: AmdEvents,
+      ResultClass: AmdResultClass,
+      Model: AmdModel,
+      create(parameters) {
+        rt._effect('amdCreate', { parameters });
+        const p = parameters || {};
+        if (!Object.values(AmdModel).includes(p.model)) rt._violation(`AMD.create with a model that is not an AMD.Model: ${String(p.model)}`);
+        if (p.timeout !== undefined && !(typeof p.timeout === 'number' && p.timeout >= 0 && p.timeout <= 20000)) rt._violation(`AMD.create with timeout ${String(p.timeout)} outside [0, 20000]`);
+        return new FakeDetector(rt, p);
+      },
+    };
     return {
+      ...(this.options.noAmd ? {} : { AMD }),
       Modules,
       AppEvents,
       CallEvents,
@@ -680,10 +841,12 @@ class FakeVoxEngine {
         removeEventListener: (event, handler) => rt._app.removeEventListener(event, handler),
         callPSTN(number, callerid, parameters) {
           rt._effect('callPSTN', { number, callerid, parameters });
-          rt._maybeThrow('callPSTN');
-          const leg = new FakeCall(rt, rt.consults.length ? `consult${rt.consults.length + 1}` : 'consult', { incoming: false, callerid, number });
-          rt.consults.push(leg);
-          return leg;
+          return rt._dial(number, callerid, parameters);
+        },
+        callSIP(to, parameters) {
+          rt._effect('callSIP', { to, parameters });
+          if (!parameters || typeof parameters !== 'object') rt._violation('callSIP without a CallSIPParameters object');
+          return rt._dial(to, parameters && parameters.callerid, parameters);
         },
         sendMediaBetween(a, b) {
           rt._effect('sendMediaBetween', { a: unit(a), b: unit(b) });
@@ -712,5 +875,5 @@ class FakeVoxEngine {
 
 module.exports = {
   FakeVoxEngine, AppEvents, CallEvents, AgentsEvents, CartesiaEvents, VoiceList, CONTROL_URL, SCENARIO_STORAGE, hmacHex,
-  MEDIA_ENDED_SILENCE_MS,
+  MEDIA_ENDED_SILENCE_MS, AmdEvents, AmdResultClass, AmdModel, BEHAVIOURS, BEHAVIOUR_MS,
 };

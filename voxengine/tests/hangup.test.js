@@ -263,7 +263,7 @@ test('transfer: connected carries the playout offset at the bridge: positive aft
     await rt.settle();
     const connected = rt.outcomes().find((o) => o.status === 'connected');
     assert.equal(connected.playout_offset_ms, offset, String(playing));
-    assert.ok(logged(rt, new RegExp(`transfer tr-12 connected playout_offset_ms=${offset}; agent told`)));
+    assert.ok(logged(rt, new RegExp(`transfer tr-12 connected destination=default attempt=1 amd=human playout_offset_ms=${offset}; agent told`)));
     assertClean(rt);
   }
 });

@@ -34,9 +34,12 @@ const phase = (rt) => rt.evaluate('session.phase');
 const indexOf = (rt, type, filter = {}) => rt.effects.findIndex((e) => e.type === type && Object.entries(filter).every(([k, v]) => e[k] === v));
 const endCallCompleted = (id, offset = null) =>
   ({ vox_event: 'action_outcome', id, action: 'end_call', status: 'completed', playout_offset_ms: offset });
-// `connected` carries playout_offset_ms; without media events in these tests it is null (unknown).
+// Every transfer outcome names its destination and attempt ("default", 1: TRANSFER_NUMBER, one
+// attempt); `connected` carries playout_offset_ms (null without media events in these tests) and
+// the AMD verdict (a person answering is detected HUMAN; see fake_voxengine.js).
 const outcome = (id, status, extra = {}) =>
-  Object.assign({ vox_event: 'action_outcome', id, action: 'call_transfer', status }, status === 'connected' ? { playout_offset_ms: null } : {}, extra);
+  Object.assign({ vox_event: 'action_outcome', id, action: 'call_transfer', status, destination: 'default', attempt: 1 },
+    status === 'connected' ? { amd: 'human', playout_offset_ms: null } : {}, extra);
 const saidTo = (rt, leg) => rt.effects.filter((e) => e.type === 'say' && e.leg === leg).map((e) => e.text);
 const heardBy = (rt, leg) => rt.audio.filter((a) => a.leg === leg).map((a) => a.source);
 
@@ -446,7 +449,7 @@ test('outcome: agent gone during the whisper, then the target hangs up → the a
   await rt.settle();
   assert.deepEqual(rt.outcomes(), []);
   assert.match(saidTo(rt, 'caller')[0], /could not connect/i);
-  assert.ok(rt.logs.some((line) => line === `[cartesia-control] transfer ${id} failed reason=target_hung_up; agent not told (gone)`), rt.logs.join('\n'));
+  assert.ok(rt.logs.some((line) => line === `[cartesia-control] transfer ${id} failed destination=default attempt=1 reason=target_hung_up; agent not told (gone)`), rt.logs.join('\n'));
   rt.caller.playbackFinished();
   await rt.settle();
   assert.equal(rt.count('hangup', { leg: 'caller' }), 1);
@@ -614,8 +617,8 @@ test('log: each milestone is logged once, with id, reason and sip_code, and no s
   await rt.settle();
   const lines = milestoneLogs(rt, 'log-1');
   assert.equal(lines.length, 2, lines.join('\n'));
-  assert.match(lines[0], /^\[cartesia-control\] transfer log-1 ringing; agent told$/);
-  assert.match(lines[1], /^\[cartesia-control\] transfer log-1 failed reason=busy sip_code=486 \(Busy\?Here\); agent told$/);
+  assert.match(lines[0], /^\[cartesia-control\] transfer log-1 ringing destination=default attempt=1; agent told$/);
+  assert.match(lines[1], /^\[cartesia-control\] transfer log-1 failed destination=default attempt=1 reason=busy sip_code=486 \(Busy\?Here\); agent told$/);
   const all = rt.logs.join('\n');
   for (const secret of ['super-secret-value', 'TOKENSECRET', 'SESSIONSECRET', 'test-api-key']) assert.ok(!all.includes(secret), secret);
   assertClean(rt);
@@ -635,10 +638,14 @@ test('helpers: failure reasons and sip codes map as the contract says', () => {
   for (const bad of [undefined, null, true, 'abc', 4.86, 99, 700, NaN, {}, 'toString']) assert.equal(sipCodeOf(bad), null, String(bad));
   assert.equal(reasonFor(sipCodeOf('constructor')), 'error');
   const metadata = rt.evaluate('outcomeMetadata');
-  const failure = { reason: 'busy', sipCode: 486, playoutOffsetMs: 5 };
-  assert.deepEqual({ ...metadata('a', 'call_transfer', 'ringing', failure) }, outcome('a', 'ringing'), 'reason and sip_code only with failed');
-  assert.deepEqual({ ...metadata('a', 'call_transfer', 'failed', { reason: 'busy', sipCode: null }) }, outcome('a', 'failed', { reason: 'busy' }));
+  const at = { destination: 'default', attempt: 1 };
+  const failure = { ...at, reason: 'busy', sipCode: 486, playoutOffsetMs: 5, amd: 'human' };
+  assert.deepEqual({ ...metadata('a', 'call_transfer', 'ringing', failure) }, outcome('a', 'ringing'), 'reason, sip_code and amd only where they belong');
+  assert.deepEqual({ ...metadata('a', 'call_transfer', 'failed', { ...at, reason: 'busy', sipCode: null }) }, outcome('a', 'failed', { reason: 'busy' }));
+  assert.deepEqual({ ...metadata('a', 'call_transfer', 'attempt_failed', failure) }, outcome('a', 'attempt_failed', { reason: 'busy', sip_code: 486 }));
   assert.deepEqual({ ...metadata('a', 'call_transfer', 'connected', failure) }, outcome('a', 'connected', { playout_offset_ms: 5 }), 'the offset only with connected / completed');
+  const amdOff = { ...metadata('a', 'call_transfer', 'connected', { ...at, playoutOffsetMs: 5, amd: null }) };
+  assert.equal('amd' in amdOff, false, 'no amd with AMD off');
   assert.deepEqual({ ...metadata('e', 'end_call', 'completed', { playoutOffsetMs: null }) }, {
     vox_event: 'action_outcome', id: 'e', action: 'end_call', status: 'completed', playout_offset_ms: null,
   });

@@ -53,7 +53,7 @@ async function assertTerminatesOnce(rt) {
 
 test('setup: answers, creates the agent from ApplicationStorage, bridges media, starts it with the control URL', async () => {
   const rt = await startCall();
-  assert.deepEqual(rt.modules.sort(), ['ApplicationStorage', 'Cartesia']);
+  assert.deepEqual(rt.modules.sort(), ['AMD', 'ApplicationStorage', 'Cartesia']);
   assert.equal(rt.count('answer', { leg: 'caller' }), 1);
   const created = rt.effects.find((e) => e.type === 'createAgentsClient').parameters;
   assert.equal(created.apiKey, 'test-api-key');
@@ -357,7 +357,7 @@ test('transfer: if dialling throws, the agent is told (failed, error) and keeps 
   const id = newId();
   assert.equal(transfer(rt, id).ok, true, 'accepted: the effect started and failed afterwards');
   await rt.settle();
-  assert.deepEqual(rt.outcomes(), [{ vox_event: 'action_outcome', id, action: 'call_transfer', status: 'failed', reason: 'error' }]);
+  assert.deepEqual(rt.outcomes(), [{ vox_event: 'action_outcome', id, action: 'call_transfer', status: 'failed', destination: 'default', attempt: 1, reason: 'error' }]);
   assert.equal(rt.count('say'), 0);
   assert.equal(rt.count('hangup'), 0);
   assert.equal(rt.count('agentClose'), 0);
