@@ -14,7 +14,7 @@ const OUTCOME_CASES_PATH = path.join(__dirname, '..', 'contract', 'outcome_cases
 const TRANSFER_ID = 'transfer-1';
 const END_CALL = Object.freeze({ id: 'end-1', action: 'end_call' });
 const EVENTS = ['dial_error', 'ringing', 'answered', 'failed', 'disconnected', 'whisper_done', 'caller_hangs_up', 'end_call', 'agent_gone'];
-const SETTINGS = { ring_timeout_s: 30, whisper: true, whisper_timeout_s: 15 };
+const SETTINGS = { ring_timeout_s: 30, whisper: true, whisper_timeout_s: 15, amd: true };
 const CALLER_WITH = ['agent', 'target', 'nobody'];
 /** When `until_ms` is not given, the case is observed this long after its last script event. */
 const DEFAULT_TAIL_MS = 600;
@@ -57,7 +57,7 @@ function lintOutcomeCase(kase) {
     else {
       for (const [key, value] of Object.entries(kase.settings)) {
         if (!(key in SETTINGS)) problems.push(`unknown setting ${key}`);
-        else if (key === 'whisper' ? typeof value !== 'boolean' : !(typeof value === 'number' && value > 0)) problems.push(`bad setting ${key}`);
+        else if (typeof SETTINGS[key] === 'boolean' ? typeof value !== 'boolean' : !(typeof value === 'number' && value > 0)) problems.push(`bad setting ${key}`);
       }
     }
   }
@@ -101,6 +101,7 @@ function storageFor(kase) {
   if (settings.ring_timeout_s !== undefined) storage.TRANSFER_RING_TIMEOUT_S = String(settings.ring_timeout_s);
   if (settings.whisper !== undefined) storage.TRANSFER_WHISPER = settings.whisper ? 'on' : 'off';
   if (settings.whisper_timeout_s !== undefined) storage.TRANSFER_WHISPER_TIMEOUT_S = String(settings.whisper_timeout_s);
+  if (settings.amd !== undefined) storage.TRANSFER_AMD = settings.amd ? 'on' : 'off';
   return storage;
 }
 
@@ -186,8 +187,18 @@ async function replayOutcomeCase(kase) {
     const bridged = sources.indexOf('caller');
     if (bridged >= 0 && sources.slice(bridged).some((source) => source && source.startsWith('say:'))) problems.push(`${leg} heard a whisper after the bridge`);
   }
-  const phase = rt.evaluate('session.phase');
-  const sessionEnded = phase === 'ended';
+  const end = await endState(rt, problems);
+  return { outcomes: sent, whisper: whispers.length ? whispers[0] : null, caller_with: end.caller_with, session_ended: end.session_ended, problems, rt };
+}
+
+/**
+ * Where the call stands at the end of a replay: {caller_with, session_ended}. Adds to `problems`
+ * what no case may leave behind: a target leg up but not with the caller, an ended session that
+ * does not terminate exactly once (it advances the clock to see), a handler error, a violation.
+ */
+async function endState(rt, problems) {
+  const targetLegs = new Set(rt.consults.map((leg) => leg.name));
+  const sessionEnded = rt.evaluate('session.phase') === 'ended';
   let callerWith = 'nobody';
   if (!rt.caller.ended && !sessionEnded) {
     const source = rt.hearing('caller');
@@ -204,7 +215,7 @@ async function replayOutcomeCase(kase) {
   }
   for (const error of rt.errors) problems.push(`handler error: ${String(error)}`);
   for (const violation of rt.violations) problems.push(`violation: ${violation}`);
-  return { outcomes: sent, whisper: whispers.length ? whispers[0] : null, caller_with: callerWith, session_ended: sessionEnded, problems, rt };
+  return { caller_with: callerWith, session_ended: sessionEnded };
 }
 
 /**
@@ -238,6 +249,6 @@ function checkOutcome(expect, observed) {
 }
 
 module.exports = {
-  loadOutcomeCases, lintOutcomeCase, replayOutcomeCase, checkOutcome, storageFor, untilOf,
+  loadOutcomeCases, lintOutcomeCase, replayOutcomeCase, checkOutcome, storageFor, untilOf, endState, isPlainObject,
   OUTCOME_CASES_PATH, EVENTS, TRANSFER_ID, END_CALL, DEFAULT_TAIL_MS, MIN_GAP_MS,
 };
