@@ -14,6 +14,7 @@ import anyio
 
 from bench.alignment import run_alignment
 from bench.capacity import run_capacity
+from bench.chain import run_chain
 from bench.config import CONFIGS, FULL, QUICK, BenchConfig
 from bench.corpus import make_corpus
 from bench.faults import run_faults
@@ -26,7 +27,7 @@ from bench.report import render
 from bench.results import BenchRun
 from bench.tls_warm import run_tls
 
-SECTIONS = ("alignment", "overhead", "tls", "faults", "lab-tracing", "levers", "capacity")
+SECTIONS = ("alignment", "overhead", "tls", "faults", "lab-tracing", "levers", "capacity", "chain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +59,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
     progress.say(
         "bench", f"{config.name} run on {machine.cores} cores ({machine.cpu_model}); results in {out}"
     )
-    alignment = overhead = tls = faults = lab_tracing = levers = capacity = None
+    alignment = overhead = tls = faults = lab_tracing = levers = capacity = chain = None
     pictures: dict[str, str] = {}
     if "alignment" in sections:
         corpus = make_corpus(
@@ -88,6 +89,8 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         levers = anyio.run(run_levers, config, progress)
     if "capacity" in sections:
         capacity = anyio.run(run_capacity, config, progress)
+    if "chain" in sections:
+        chain = anyio.run(run_chain, config, progress)
     return BenchRun(
         config=config,
         machine=machine,
@@ -100,6 +103,7 @@ def run_bench(config: BenchConfig, sections: Sequence[str], out: Path, progress:
         lab_tracing=lab_tracing,
         levers=levers,
         capacity=capacity,
+        chain=chain,
         plots=pictures,
         load_at_end=load_average(),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from agent.settings import DEFAULT_MAX_CALLS
 from bench.alignment import AlignmentRun, policy_stats
 from bench.capacity import DEAD_AIR_P99_MS, CapacityResult
+from bench.chain import ChainResult
 from bench.config import BenchConfig
 from bench.faults import FAULT_RATES, FaultResult
 from bench.lab_tracing import LabTracingCost
@@ -51,6 +52,7 @@ def checks(run: BenchRun) -> list[Check]:
     out.append(_tracing_check(cost))
     out.append(_lab_tracing_check(run.lab_tracing))
     out.append(_capacity_check(run.capacity))
+    out.append(_chain_check(run.chain))
     return out
 
 
@@ -241,3 +243,37 @@ def _capacity_check(result: CapacityResult | None) -> Check:
         best is not None and best.calls >= DEFAULT_MAX_CALLS,
         invalid=best is None and result.steps[0].verdict == "INVALID",
     )
+
+
+def _chain_check(result: ChainResult | None) -> Check:
+    target = (
+        "hang-up chain, guard on (the default): no goodbye cut at any playout lag or harness close "
+        "model, silence before the hang-up within the guard's bound"
+    )
+    if result is None or not result.guarded:
+        return Check(target, "not run", None)
+    rows = result.guarded
+    cuts = [r.cut_ms for r in rows if r.cut_ms is not None]
+    silences = [r.silence_ms for r in rows if r.silence_ms is not None]
+    lags = sorted({r.case.lag_ms for r in rows})
+    closes = list(dict.fromkeys(r.case.close for r in rows))
+    measured = (
+        f"{len(rows)} calls (lag {' / '.join(map(str, lags))} ms × harness closes "
+        f"{' / '.join(closes)}): cut max {fmt_ms(max(cuts, default=None))}, silence "
+        f"{fmt_ms(min(silences, default=None))}–{fmt_ms(max(silences, default=None))} "
+        f"(bound {result.guard_max_s * 1000:.0f} ms)"
+    )
+    missed = [r for r in rows if not result.held(r)]
+    why = "; ".join(
+        f"{r.case.label}: "
+        + (
+            "never hung up"
+            if r.hung_up_by is None
+            else f"cut {fmt_ms(r.cut_ms)}, silence {fmt_ms(r.silence_ms)}"
+        )
+        for r in missed
+    )
+    off = [r.cut_ms for r in result.unguarded if r.cut_ms is not None]
+    if off:  # information: what the guard prevents
+        why += ("; " if why else "") + f"guard off, for information: cut up to {fmt_ms(max(off))}"
+    return Check(target, measured, not missed, why)

@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lab.chain import CLOSES, LAGS_MS
+from lab.harness import CloseAfterEndCall
+
 TracingMode = Literal["off", "otlp", "discard"]
 
 
@@ -43,6 +46,10 @@ class BenchConfig:
     # 8. capacity: concurrent calls on one app process with the real LlmAgent, ramped up
     capacity_levels: tuple[int, ...]  # tried in order until one fails its target
     capacity_spread_s: float  # each call chats once and acts within this window
+    # 9. the hang-up chain: `python -m lab chain`'s cases at these playout lags and harness close
+    # models (each with the guard on and off, and the chain before #17)
+    chain_lags_ms: tuple[int, ...] = LAGS_MS
+    chain_closes: tuple[CloseAfterEndCall, ...] = CLOSES
     # The load generators (bench.world): at most this many calls per generator process, and at
     # most this many processes (each one spawns, imports and serves an emulator).
     calls_per_generator: int = 250
@@ -123,6 +130,8 @@ SMOKE = BenchConfig(
     lab_tracing_calls=1,
     capacity_levels=(2, 4),
     capacity_spread_s=0.5,
+    chain_lags_ms=(0, 400),
+    chain_closes=("immediately",),  # the close that cut the whole goodbye before #17
     calls_per_generator=4,
 )
 

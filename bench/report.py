@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from agent.runtime import SERVER_GC
 from bench.alignment import POLICIES, AlignmentRun, case_of, policy_stats
 from bench.capacity import CapacityResult
+from bench.chain import ChainResult
 from bench.checks import checks
 from bench.config import BenchConfig
 from bench.corpus import MAX_PACE, MIN_PACE
@@ -22,6 +23,7 @@ from bench.resources import SHIPPED, tracing_cost
 from bench.results import BenchRun
 from bench.stats import fmt_ms, summarize
 from bench.tls_warm import TlsResult
+from lab.chain import GOODBYE, render_table
 
 RESOURCE_HEADER: tuple[str, ...] = ("run", "tracing", "app", "CPU ms/call", "of which span export")
 RESOURCE_HEADER += ("peak RSS kB/call", "peak RSS MB", "spans/call", "latency p99", "app loop lag max")
@@ -62,6 +64,8 @@ def render(run: BenchRun) -> str:
         lines += _levers(run.levers)
     if run.capacity is not None:
         lines += _capacity(run.capacity)
+    if run.chain is not None:
+        lines += _chain(run.chain)
     lines += _notes()
     return "\n".join(lines) + "\n"
 
@@ -498,6 +502,30 @@ def _capacity(result: CapacityResult) -> list[str]:
         *table(header, rows),
         "",
         f"Largest passing level: **{best.calls if best else 'none'} concurrent calls** per process.",
+        "",
+    ]
+
+
+def _chain(result: ChainResult) -> list[str]:
+    held = sum(result.held(r) for r in result.guarded)
+    return [
+        "## 9. Hang-up chain: what the caller hears of the goodbye",
+        "",
+        "The cases of `python -m lab chain` (`lab/chain.py`), one offline call each through the real "
+        f'app: the caller says goodbye, the agent says "{GOODBYE}" and calls `end_call`. The harness '
+        "closes after Line's `end_call` not at all, immediately or after its queued speech; "
+        "VoxEngine's media buffer plays the agent's audio a lag behind the harness; the scenario's "
+        "playout guard is on (the default) or off. Cut = how much of the goodbye the caller never "
+        "heard, silence = from its end to the hang-up, both measured on the buffer (which the real "
+        "scenario cannot see); beside them the `playout_offset_ms` the scenario reported. The "
+        '"before #17" rows play the agent and scenario as they were (Line\'s `end_call` at the tool '
+        "call, any close of the agent's socket ending the call at once). The guard-off and "
+        "before-#17 rows are information: the target judges the guarded ones.",
+        "",
+        render_table(result.rows),
+        "",
+        f"Guard on: **{held}/{len(result.guarded)}** calls hung up with nothing cut and at most "
+        f"{result.guard_max_s:g} s of silence (`HANGUP_PLAYOUT_GUARD_MAX_S`).",
         "",
     ]
 

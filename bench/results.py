@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from bench.alignment import AlignmentRun
 from bench.capacity import CapacityResult
+from bench.chain import ChainResult
 from bench.config import BenchConfig
 from bench.faults import FaultResult
 from bench.lab_tracing import LabTracingCost
@@ -30,5 +31,6 @@ class BenchRun:
     lab_tracing: LabTracingCost | None = None
     levers: LeverResult | None = None
     capacity: CapacityResult | None = None
+    chain: ChainResult | None = None
     plots: dict[str, str] = field(default_factory=dict)  # name → file name next to report.md
     load_at_end: str = ""

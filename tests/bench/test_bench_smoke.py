@@ -23,6 +23,7 @@ SECTIONS = [
     "## 5. Resources",
     "## 7. Levers",
     "## 8. Capacity",
+    "## 9. Hang-up chain",
 ]
 TARGETS = [
     "0 early fires, 0 lost actions",
@@ -34,6 +35,7 @@ TARGETS = [
     "tracing overhead",
     "of a whole lab call's CPU",
     "capacity: the shipped AGENT_MAX_CALLS",
+    "hang-up chain, guard on",
 ]
 
 
@@ -100,6 +102,20 @@ def test_both_policies_and_every_load_level_are_reported(smoke_run: tuple[str, P
     rows = [line for line in capacity.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ", 1)[0] for row in rows] == ["| 2", "| 4"][: len(rows)] and rows, capacity
     assert all(re.search(r"\*\*(PASS|FAIL|INVALID)\*\*", row) for row in rows), rows
+
+
+@pytest.mark.slow
+def test_the_chain_section_plays_the_smoke_cases(smoke_run: tuple[str, Path]) -> None:
+    report, _ = smoke_run
+    chain = report.split("## 9. Hang-up chain", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in chain.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    played = [tuple(cell.strip() for cell in row.split("|")[1:5]) for row in rows]
+    assert played == [
+        ("new", "immediately", "0 ms", "on"), ("new", "immediately", "0 ms", "off"),
+        ("new", "immediately", "400 ms", "on"), ("new", "immediately", "400 ms", "off"),
+        ("before #17", "immediately", "0 ms", "-"), ("before #17", "immediately", "400 ms", "-"),
+    ]  # fmt: skip
+    assert "Guard on: **" in chain
 
 
 @pytest.mark.slow

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from bench.app_process import AppStats, LoopHealth
 from bench.capacity import CapacityResult, CapacityStep
-from bench.checks import _held_check
+from bench.chain import ChainResult
+from bench.checks import _chain_check, _held_check
 from bench.generator import CallSample
 from bench.load import LoadRound
 from bench.overhead import Level
 from bench.resources import ResourceRun
+from lab.chain import ChainCase, ChainRow
 
 STATS = AppStats(0.0, 0.0, 0, 0, True, 0, 0, 0.0)
 
@@ -61,3 +63,25 @@ def test_a_held_level_whose_floor_missed_the_target_is_invalid_not_failed() -> N
     fine_floor = Level("100 calls", 100, (_round(100, dead_air_ms=60, floor_ms=5),), 2.8)
     check = _held_check(fine_floor, 100, 50.0)
     assert not check.invalid and check.verdict == "**FAIL**"
+
+
+def _chain_row(lag_ms: int, guard: bool, cut_ms: float | None, silence_ms: float | None) -> ChainRow:
+    hung_up_by = None if cut_ms is None else "end_call"
+    return ChainRow(ChainCase(lag_ms, "immediately", guard), cut_ms, silence_ms, None, hung_up_by)
+
+
+def test_the_chain_passes_only_when_every_guarded_goodbye_is_whole_and_the_silence_within_the_bound() -> None:
+    whole = (_chain_row(0, True, 0.0, 1001.0), _chain_row(400, True, 0.0, 1001.0))
+    clipped_unguarded = _chain_row(400, False, 390.0, 0.0)
+    check = _chain_check(ChainResult((*whole, clipped_unguarded), 3.0))
+    assert check.verdict == "**PASS**"
+    assert "guard off, for information: cut up to 390 ms" in check.why  # reported, not judged
+    for bad in (
+        _chain_row(400, True, 12.0, 0.0),  # a guarded goodbye clipped
+        _chain_row(400, True, 0.0, 3200.0),  # silence past the 3 s bound
+        _chain_row(400, True, None, None),  # the caller never hung up
+    ):
+        check = _chain_check(ChainResult((whole[0], bad), 3.0))
+        assert check.verdict == "**FAIL**", bad
+        assert "lag 400 ms | guard on" in check.why
+    assert _chain_check(None).verdict == "–"
