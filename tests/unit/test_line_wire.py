@@ -8,7 +8,7 @@ import importlib.metadata
 import pytest
 from pydantic import BaseModel
 
-from agent.line_wire import EndCallOutput, LogEventOutput, LogMetricOutput
+from agent.line_wire import CustomInput, EndCallOutput, LogEventOutput, LogMetricOutput
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,7 @@ from agent.line_wire import EndCallOutput, LogEventOutput, LogMetricOutput
         (EndCallOutput, "end_call", {"type", "reason", "responding_to", "interruptible"}),
         (LogEventOutput, "log_event", {"type", "event", "metadata", "responding_to"}),
         (LogMetricOutput, "log_metric", {"type", "name", "value", "responding_to"}),
+        (CustomInput, "custom", {"type", "metadata", "event_id"}),  # read, not written (local_input)
     ],
 )
 def test_each_frame_has_the_fields_and_type_literal_we_rely_on(

@@ -52,3 +52,14 @@ def test_the_agent_token_value_is_cut_from_a_dict_repr_and_from_json() -> None:
 def test_a_registered_secret_is_replaced_anywhere() -> None:
     out = logged(f"GET /{SECRET}/ws and again {SECRET}")
     assert SECRET not in out and out.count("REDACTED") == 2
+
+
+def test_keypad_keys_in_lines_line_writes_are_replaced() -> None:
+    # line/voice_agent_app.py: the caller's and the agent's keys, and send_dtmf's arguments.
+    assert logged("-> 🧑🔔 User DTMF received: 5") == "-> 🧑🔔 User DTMF received: REDACTED\n"
+    assert logged("<- 🤖🔔 Agent DTMF sent: #") == "<- 🤖🔔 Agent DTMF sent: REDACTED\n"
+    out = logged("<- 🔧 Tool called: send_dtmf({'button': '9'})")
+    assert "9" not in out and "'button': 'REDACTED'" in out
+    assert "7" not in logged(
+        'Dropping unparseable websocket message: {"type": "dtmf", "button": "7", "x": 1}'
+    )

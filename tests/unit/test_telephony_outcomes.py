@@ -226,3 +226,66 @@ async def test_a_completed_hang_up_carries_its_playout_offset_to_the_action() ->
             control.close()
     assert ("telephony.completed", {"playout_offset_ms": "unknown"}) in events.names
     assert control.request(END_CALL).status == "unavailable"  # the call is over
+
+
+def test_a_transfer_to_named_destinations_reports_each_attempt() -> None:
+    # docs/control-contract.md, issue #18: destination, attempt, attempt_failed, voicemail, amd.
+    tried = parse_outcome(
+        outcome(status="attempt_failed", reason="voicemail", destination="sales", attempt=1)
+    )
+    assert tried is not None and not tried.failed and not tried.final  # the next one is dialled
+    assert (tried.destination, tried.attempt, tried.known_reason) == ("sales", 1, "voicemail")
+    connected = parse_outcome(outcome(status="connected", destination="support", attempt=2, amd="timeout"))
+    assert connected is not None and connected.final and connected.amd == "timeout"
+    assert parse_outcome(outcome(status="ringing", destination="default", attempt=1)) is not None
+    for bad, field in [
+        (outcome(status="attempt_failed"), "reason"),  # which failure: required, as for failed
+        (outcome(destination="Sales"), "destination"),
+        (outcome(destination="x" * 65), "destination"),
+        (outcome(destination=7), "destination"),
+        (outcome(attempt=0), "attempt"),
+        (outcome(attempt="2"), "attempt"),
+        (outcome(attempt=True), "attempt"),
+        (outcome(status="connected", amd="machine"), "amd"),  # a machine is never connected
+        (outcome(status="ringing", amd="human"), "amd"),
+    ]:
+        with pytest.raises(MalformedOutcome, match=field):
+            parse_outcome(bad)
+
+
+async def test_an_attempt_that_failed_keeps_the_transfer_under_way_until_the_last_one() -> None:
+    events = Events()
+    async with accepted_transfer(events) as (control, action_id):
+        tried = outcome(
+            action_id, "attempt_failed", reason="busy", destination="sales", attempt=1, sip_code=486
+        )
+        assert control.observe(UserCustomSent(metadata=tried)) is False  # the caller waits on
+        assert control.in_flight(CALL_TRANSFER) and control.take_setbacks() == []
+        ringing = outcome(action_id, "ringing", destination="support", attempt=2)
+        assert control.observe(UserCustomSent(metadata=ringing)) is False
+        last = outcome(action_id, reason="voicemail", destination="support", attempt=2)
+        assert control.observe(UserCustomSent(metadata=last)) is True
+        assert control.take_setbacks() == [Setback("call_transfer", "voicemail")]
+        assert not control.in_flight(CALL_TRANSFER)
+    attempt_failed = dict(events.names)["telephony.attempt_failed"]
+    assert attempt_failed == {"reason": "busy", "sip_code": 486, "destination": "sales", "dial_attempt": 1}
+
+
+async def test_an_attempt_that_failed_reaches_cartesias_call_log() -> None:
+    frames = FrameSender()
+    log = CartesiaCallLog(frames)
+    action = ControlAction(CALL_TRANSFER)
+    log.action_event(action, "telephony.attempt_failed", 1.0, {"reason": "busy", "destination": "sales"})
+    frames.close()
+    sent: list[dict[str, Any]] = []
+
+    class Socket:
+        async def send_json(self, data: Any) -> None:
+            sent.append(data)
+
+    await frames.run(Socket())
+    [frame] = sent
+    assert frame["metadata"]["message"] == (
+        "call_transfer attempt failed; dialling the next destination (busy) [sales]"
+    )
+    assert frame["metadata"]["level"] == "info"
