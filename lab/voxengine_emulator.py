@@ -509,7 +509,11 @@ class VoxEngineEmulator:
 
     def agent_dtmf(self, key: str, session: str = "s1") -> None:
         """A key the agent sent (``Cartesia.AgentsEvents.DTMF``): played with ``sendDigits`` on the
-        target's leg while its target answered and is not bridged, else on the caller's."""
+        target's leg while its target answered and is not bridged, else on the caller's. Anything
+        but 0-9 * # is not played (destination_cases.json: "agent digits that are not 0-9 * #")."""
+        if len(key) != 1 or key not in "0123456789*#":
+            log.info("voxengine emulator: an agent key that is not a DTMF digit, not played")
+            return
         state = self._session(session)
         play = state.transfer
         answered = play is not None and play.phase in ("detecting", "whispering")

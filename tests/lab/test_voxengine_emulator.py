@@ -889,3 +889,58 @@ async def test_an_abnormal_close_ends_the_call_at_once() -> None:
         assert emu.session_ended("s1")
         [hang_up] = emu.hang_ups
     assert hang_up.why == "agent_lost"
+
+
+async def test_named_destinations_fall_back_and_keys_go_to_the_right_leg() -> None:
+    # Issue #18: sales is busy, support answers; AMD listens before the whisper; the agent's key
+    # goes to the target's leg while it is answered and not bridged, else to the caller's.
+    from lab.telephony import Destination, Pace
+
+    sent: list[dict[str, Any]] = []
+    keys: list[str] = []
+    second_rings, connected = anyio.Event(), anyio.Event()
+
+    async def custom(metadata: dict[str, Any]) -> None:
+        sent.append(metadata)
+        if metadata["status"] == "ringing" and metadata["attempt"] == 2:
+            second_rings.set()
+        if metadata["status"] == "connected":
+            connected.set()
+
+    async def dtmf(key: str) -> None:
+        keys.append(key)
+
+    async def close() -> None:
+        pass
+
+    phones = [Destination("sales", "busy", fallback=("support",)), Destination("support", "human")]
+    pace = Pace(ring_s=0.1, answer_s=0.3, amd_s=0.4, whisper_s=0.3)
+    async with VoxEngineEmulator(destinations=phones, pace=pace) as emu, lab_client() as client:
+        emu.link_agent("s1", AgentLink(custom=custom, close=close, dtmf=dtmf))
+        url = emu.control_url("s1")
+        assert await emu.caller_presses("5#") == 2
+        emu.agent_dtmf("1")
+        emu.agent_dtmf("x")  # not a DTMF digit: not played
+        unknown = {"id": "t0", "action": "call_transfer", "destination": "billing"}
+        response = await client.post(url, json=unknown)
+        assert response.json() == {"ok": False, "error": "unknown_destination"}
+        body = {"id": "t1", "action": "call_transfer", "summary": "quote", "destination": "sales"}
+        assert (await client.post(url, json=body)).json()["ok"] is True
+        with anyio.fail_after(5):
+            await second_rings.wait()
+        # support's script (Pace, after its dial): rings 0.1, answers 0.3, judged human 0.7.
+        await anyio.sleep_until(anyio.current_time() + 0.4)  # AMD is listening on its leg
+        assert emu.transfers[-1].phase == "detecting"
+        emu.agent_dtmf("2")
+        with anyio.fail_after(5):
+            await connected.wait()
+    assert keys == ["5", "#"]
+    assert [(t.leg, t.key) for t in emu.tones] == [("caller", "1"), ("target", "2")]
+    assert [(m["status"], m["destination"], m["attempt"]) for m in sent] == [
+        ("ringing", "sales", 1),
+        ("attempt_failed", "sales", 1),
+        ("ringing", "support", 2),
+        ("connected", "support", 2),
+    ]
+    assert sent[1]["reason"] == "busy" and sent[3]["amd"] == "human"
+    assert [p.destination for p in emu.transfers] == ["sales", "support"]
