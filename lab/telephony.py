@@ -109,12 +109,17 @@ class TransferScript:
 
     @classmethod
     def from_case(cls, case: Mapping[str, Any]) -> TransferScript:
-        """An `outcome_cases.json` case's script and settings."""
-        steps = tuple(
-            TelephonyStep(float(step.get("at_ms", 0)) / 1000, step["event"], step.get("code"))
-            for step in case["script"]
-        )
-        return cls(steps, TransferSettings(**case.get("settings", {})))
+        """An `outcome_cases.json` case's script and settings. AMD is on unless the case turns it
+        off, and there `answered` is a person the detector judges `HUMAN` at that same moment
+        (voxengine/contract/README.md, "Script events")."""
+        settings = TransferSettings(**{"amd": True, **case.get("settings", {})})
+        steps: list[TelephonyStep] = []
+        for step in case["script"]:
+            at = float(step.get("at_ms", 0)) / 1000
+            steps.append(TelephonyStep(at, step["event"], step.get("code")))
+            if step["event"] == "answered" and settings.amd:
+                steps.append(TelephonyStep(at, "amd_human"))
+        return cls(tuple(steps), settings)
 
     @classmethod
     def answers(cls, *, ring_s: float = 0.3, answer_s: float = 0.8, whisper_s: float = 1.0) -> TransferScript:
