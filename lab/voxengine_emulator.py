@@ -22,9 +22,9 @@ trimmed header is exactly ``t=<1-15 digits>,v1=<64 hex digits, any case>`` with 
 missing or not a string, else ``unknown_action``) → ``summary`` (``bad_request`` unless a string of
 at most 2000 code points) → ``destination`` (``bad_request`` unless absent or a name
 ``^[a-z0-9_-]{1,64}$``; ``unknown_destination`` unless ApplicationStorage TRANSFER_DESTINATIONS
-has it, here ``destinations``, or it is ``default``: TRANSFER_NUMBER, always set here; an
-``end_call`` ignores it) → call state (``call_ended``, then ``transfer_in_progress`` for a
-``call_transfer``) → accepted, with an ``Effect``.
+has it (absent: ``default``), here ``destinations``, or it is ``default`` with TRANSFER_NUMBER,
+here ``transfer_number``, set; an ``end_call`` ignores it) → call state (``call_ended``, then
+``transfer_in_progress`` for a ``call_transfer``) → accepted, with an ``Effect``.
 
 Headers are matched by lower-cased name, values trimmed, an empty value counts as absent, the
 first occurrence wins; the contract logic sees only ``X-`` headers, as the scenario does
@@ -53,8 +53,11 @@ its fallbacks, one ``TransferPlay`` per attempt, each outcome event naming ``des
 (``CallEvents.ToneReceived`` → ``AgentsClient.dtmf``: the agent's ``UserDtmfSent``), only while
 the agent is connected; ``agent_dtmf`` is a key the agent sent (Line's ``dtmf`` frame → the
 harness → ``Cartesia.AgentsEvents.DTMF``), played with ``sendDigits`` on the target's leg while a
-transfer's target answered and is not bridged yet, else on the caller's (``tones``). The session
-log counts keys, never shows them.
+transfer's target answered and is not bridged yet, else on the caller's (``tones``); after the
+hand-off the caller's keys go to the target's leg. Every leg dialled is in ``dials`` (number or
+``sip:`` URI, and caller ID: the destination's, else ``pstn_caller_id``). ``max_call_s`` is the
+scenario's MAX_CALL_S backstop. The session log counts keys, never shows them.
+``voxengine/contract/destination_cases.json`` pins these steps for both implementations.
 
 The hang-up chain (docs/control-contract.md "The hang-up chain", decided in issue #17; the same
 steps as ``voxengine/scenario.js``):
@@ -110,18 +113,23 @@ from lab.faults import Fault, FaultKind, FaultPicker, FaultPlan
 from lab.harness import CALLEE, CALLER
 from lab.media_buffer import MediaBuffer
 from lab.telephony import (
+    ANSWERED_PHASES,
     DEFAULT_DESTINATION,
     Destination,
     Pace,
     TransferPlay,
     TransferScript,
+    TransferSettings,
     fallback_chain,
     script_for,
 )
 
 __all__ = [
+    "LAB_PSTN_CALLER_ID",
+    "LAB_TRANSFER_NUMBER",
     "MAX_BODY_BYTES",
     "SIGNATURE_WINDOW_S",
+    "Dial",
     "Effect",
     "Fault",
     "FaultKind",
@@ -148,6 +156,9 @@ _SIGNATURE = re.compile(r"t=([0-9]{1,15}),v1=([0-9A-Fa-f]{64})")
 _PATH = re.compile(r"/request/([^/]+)/([^/]+)")
 _NON_JSON = b"<html><body>502 Bad Gateway</body></html>"
 _T = TypeVar("_T")
+_DTMF = re.compile(r"[0-9*#]{1,32}")  # scenario.js DTMF_DIGITS: what Call.sendDigits is given
+LAB_TRANSFER_NUMBER = "+15550003333"  # ApplicationStorage TRANSFER_NUMBER in the lab
+LAB_PSTN_CALLER_ID = "+15550004444"  # ApplicationStorage PSTN_CALLER_ID in the lab
 NORMAL_CLOSE = 1000  # Cartesia's close when the agent ends the call (web-calls.mdx)
 CloseHandling = Literal["keep_caller", "end_at_once"]
 
@@ -226,13 +237,25 @@ class Effect:
 
 @dataclass(frozen=True)
 class Tone:
-    """A key the agent sent (``AgentsEvents.DTMF``), played on a leg (a destination's extension is
-    ``TransferPlay.extension_played``)."""
+    """One ``Call.sendDigits`` on a leg: the agent's keys (``AgentsEvents.DTMF``, all its digits at
+    once), a destination's extension, or a caller's key passed to the target after the hand-off."""
 
     time: float
     session: str
     leg: Literal["caller", "target"]
-    key: str
+    key: str  # the digits sent
+
+
+@dataclass(frozen=True)
+class Dial:
+    """A transfer leg dialled (``VoxEngine.callPSTN`` for a number, ``callSIP`` for a ``sip:``
+    URI), recorded even when dialling throws; ``to`` None: a lab phone with no number."""
+
+    time: float
+    session: str
+    destination: str
+    to: str | None
+    caller_id: str
 
 
 @dataclass
@@ -321,6 +344,10 @@ class VoxEngineEmulator:
         close_handling: CloseHandling = "keep_caller",
         destinations: Iterable[Destination] | None = None,
         pace: Pace | None = None,
+        settings: TransferSettings | None = None,
+        transfer_number: str | None = LAB_TRANSFER_NUMBER,
+        pstn_caller_id: str = LAB_PSTN_CALLER_ID,
+        max_call_s: float | None = None,
     ) -> None:
         if playout_lag_s < 0:
             raise ValueError("playout_lag_s must be >= 0")
@@ -341,8 +368,17 @@ class VoxEngineEmulator:
         )
         """ApplicationStorage TRANSFER_DESTINATIONS (None: not set), each with its behaviour."""
         self.pace = pace or Pace()
+        self.transfer_settings = settings
+        """ApplicationStorage TRANSFER_* keys for the destinations' legs (None: ``pace``'s)."""
+        self.transfer_number = transfer_number
+        """ApplicationStorage TRANSFER_NUMBER, the destination ``default`` (None: not set)."""
+        self.pstn_caller_id = pstn_caller_id
+        self.max_call_s = max_call_s
+        """ApplicationStorage MAX_CALL_S, the scenario's hard limit from the answer (None: off)."""
+        self.dials: list[Dial] = []
+        """Every transfer leg dialled, in order."""
         self.tones: list[Tone] = []
-        """Every key played on a leg, in order."""
+        """Every ``sendDigits`` on a leg, in order."""
         self.caller_keys = 0
         """Keys the caller pressed that reached the agent."""
         self.transfers: list[TransferPlay] = []
@@ -374,6 +410,7 @@ class VoxEngineEmulator:
         for session in self._sessions.values():
             if session.terminating:  # ended before the emulator served
                 self._host.start_soon(self._terminate_later, session)
+            self._start_backstop(session)
         return self
 
     async def __aexit__(
@@ -497,6 +534,12 @@ class VoxEngineEmulator:
         """The caller presses `keys` (``CallEvents.ToneReceived`` → ``AgentsClient.dtmf``): each
         reaches the agent while it is connected; returns how many did."""
         state = self._session(session)
+        if state.bridged and not state.terminating:  # handed off: to the target (scenario.js onCallerTone)
+            for key in keys:
+                self.tones.append(Tone(self._clock(), session, "target", key))
+            log.info("voxengine emulator: %d caller keys to the transfer target", len(keys))
+            self._notify()
+            return 0
         sent = 0
         for key in keys:
             if state.agent is None or state.agent.dtmf is None or state.agent_gone or state.bridged:
@@ -507,23 +550,54 @@ class VoxEngineEmulator:
         log.info("voxengine emulator: %d caller keys to the agent", sent)  # never the keys
         return sent
 
-    def agent_dtmf(self, key: str, session: str = "s1") -> None:
-        """A key the agent sent (``Cartesia.AgentsEvents.DTMF``): played with ``sendDigits`` on the
-        target's leg while its target answered and is not bridged, else on the caller's. Anything
-        but 0-9 * # is not played (destination_cases.json: "agent digits that are not 0-9 * #")."""
-        if len(key) != 1 or key not in "0123456789*#":
-            log.info("voxengine emulator: an agent key that is not a DTMF digit, not played")
+    def agent_dtmf(self, digits: str, session: str = "s1") -> None:
+        """Keys the agent sent (``Cartesia.AgentsEvents.DTMF``, one event may carry several):
+        played with one ``sendDigits`` on the target's leg while its target answered and is not
+        bridged, else on the caller's. Unless all are 0-9 * # (1-32 of them), none is played
+        (scenario.js ``onAgentDtmf``; destination_cases.json)."""
+        if not _DTMF.fullmatch(digits):
+            log.info("voxengine emulator: agent DTMF ignored: not 1-32 of 0-9 * #")
             return
         state = self._session(session)
         play = state.transfer
-        answered = play is not None and play.phase in ("detecting", "whispering")
-        self.tones.append(Tone(self._clock(), session, "target" if answered else "caller", key))
-        log.info("voxengine emulator: 1 agent key played on the %s leg", "target" if answered else "caller")
+        answered = play is not None and play.phase in ANSWERED_PHASES
+        if not answered and (state.terminating or state.bridged):
+            return  # no leg the agent deals with
+        leg: Literal["caller", "target"] = "target" if answered else "caller"
+        self.tones.append(Tone(self._clock(), session, leg, digits))
+        log.info("voxengine emulator: %d agent digit(s) played on the %s leg", len(digits), leg)
         self._notify()
 
     async def wait_for_tones(self, n: int, *, timeout: float) -> list[Tone]:  # noqa: ASYNC109
         """Wait until ``n`` keys were played on a leg; raises ``TimeoutError``."""
         return await self._wait_for(self.tones, n, timeout)
+
+    def caller_with(self, session: str = "s1") -> Literal["agent", "target", "nobody"]:
+        """Who the caller is with now (the contract cases' ``caller_with``)."""
+        state = self._session(session)
+        if state.terminating:
+            return "nobody"
+        if state.bridged:
+            return "target"
+        return "agent" if state.agent is not None and not state.agent_gone else "nobody"
+
+    # -- MAX_CALL_S ------------------------------------------------------------------------------
+
+    def _start_backstop(self, state: _Session) -> None:
+        if self.max_call_s is not None and self._changed is not None:
+            self._host.start_soon(self._max_call_backstop, state)
+
+    async def _max_call_backstop(self, state: _Session) -> None:
+        """MAX_CALL_S (scenario.js ``startMaxCallTimer``): at the limit, counted from the answer
+        (here: the session's first use), the call ends whatever the agent does (a transfer under
+        way: ``failed`` ``cancelled``), until the hand-off to a transfer target."""
+        assert self.max_call_s is not None
+        await anyio.sleep(self.max_call_s)
+        if state.terminating or state.bridged:
+            return
+        log.info("voxengine emulator: maximum call length reached (MAX_CALL_S %s s)", self.max_call_s)
+        self._cancel_transfer(state, "cancelled")
+        self._hang_up_caller(state, "max_call_s", None, self._clock())
 
     # -- the agent's audio and socket: the hang-up chain -----------------------------------------
 
@@ -634,6 +708,7 @@ class VoxEngineEmulator:
             )
             self._sessions[name] = state
             self._by_token[state.token] = state
+            self._start_backstop(state)
         return state
 
     # -- waiting without sleeps ------------------------------------------------------------------
@@ -847,12 +922,11 @@ class VoxEngineEmulator:
         summary = data.get("summary")
         if "summary" in data and (not isinstance(summary, str) or len(summary) > MAX_SUMMARY_CODE_POINTS):
             return _refuse("bad_request")
-        destination = data.get("destination")
-        if action == "call_transfer" and "destination" in data:  # end_call ignores it
+        destination = data.get("destination", DEFAULT_DESTINATION)
+        if action == "call_transfer":  # end_call ignores it
             if not isinstance(destination, str) or not _DESTINATION.fullmatch(destination):
                 return _refuse("bad_request")
-            # TRANSFER_NUMBER is the destination "default" (always set here: every transfer dials)
-            if destination != DEFAULT_DESTINATION and destination not in (self.destinations or {}):
+            if not self._known(destination):
                 return _refuse("unknown_destination")
         if session.ended:
             return _refuse("call_ended")
@@ -875,14 +949,20 @@ class VoxEngineEmulator:
 
     # -- the phone side of a transfer (lab.telephony) ------------------------------------------------
 
+    def _known(self, name: str) -> bool:
+        """A destination in TRANSFER_DESTINATIONS, or ``default`` with TRANSFER_NUMBER set."""
+        legacy = name == DEFAULT_DESTINATION and self.transfer_number is not None
+        return legacy or name in (self.destinations or {})
+
     def _attempts(self, name: str) -> list[tuple[Destination, TransferScript]]:
         """What the phone does for each attempt of a transfer to `name`."""
         destinations = self.destinations or {}
         if name not in destinations:  # "default" without such an entry: TRANSFER_NUMBER
             legacy = self.transfer_script  # one attempt, as before #18
-            return [(Destination(DEFAULT_DESTINATION), legacy)] if legacy is not None else []
+            default = Destination(DEFAULT_DESTINATION, to=self.transfer_number)
+            return [(default, legacy)] if legacy is not None else []
         chain = fallback_chain(name, destinations)
-        return [(d, script_for(d, self.pace)) for d in chain]
+        return [(d, script_for(d, self.pace, settings=self.transfer_settings)) for d in chain]
 
     def _start_transfer(
         self,
@@ -893,6 +973,8 @@ class VoxEngineEmulator:
         attempt: int = 1,
     ) -> None:
         destination, script = attempts[attempt - 1]
+        caller_id = destination.caller_id or self.pstn_caller_id
+        self.dials.append(Dial(self._clock(), session.name, destination.name, destination.to, caller_id))
 
         async def tell_agent(metadata: dict[str, Any]) -> None:
             if metadata.get("status") == "connected":  # sent at the bridge: its playout offset
@@ -922,10 +1004,16 @@ class VoxEngineEmulator:
             attempt=attempt,
             last=attempt == len(attempts),
             extension=destination.extension,
+            send_digits=lambda digits: self._send_digits(session, digits),
         )
         session.transfer = play
         self.transfers.append(play)
         self._host.start_soon(play.run)
+
+    def _send_digits(self, session: _Session, digits: str) -> None:
+        """``sendDigits`` on the transfer target's leg (a destination's extension)."""
+        self.tones.append(Tone(self._clock(), session.name, "target", digits))
+        self._notify()
 
     def _cancel_transfer(self, session: _Session, reason: str) -> None:
         play = session.transfer

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from lab.control_host import lab_client
 from lab.faults import Fault, FaultPlan
+from lab.telephony import Destination, Pace, parse_destinations
 from lab.tls import LAB_CONTROL_HOST
 from lab.voxengine_emulator import MAX_BODY_BYTES, AgentLink, PlayoutGuard, VoxEngineEmulator, sign_body
 
@@ -894,7 +895,6 @@ async def test_an_abnormal_close_ends_the_call_at_once() -> None:
 async def test_named_destinations_fall_back_and_keys_go_to_the_right_leg() -> None:
     # Issue #18: sales is busy, support answers; AMD listens before the whisper; the agent's key
     # goes to the target's leg while it is answered and not bridged, else to the caller's.
-    from lab.telephony import Destination, Pace
 
     sent: list[dict[str, Any]] = []
     keys: list[str] = []
@@ -944,3 +944,27 @@ async def test_named_destinations_fall_back_and_keys_go_to_the_right_leg() -> No
     ]
     assert sent[1]["reason"] == "busy" and sent[3]["amd"] == "human"
     assert [p.destination for p in emu.transfers] == ["sales", "support"]
+
+
+def test_bad_transfer_destinations_are_one_log_line_and_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    """TRANSFER_DESTINATIONS as scenario.js `parseDestinations` reads it: bad entries left out,
+    bad fields ignored, every problem in one line; not JSON at all is no destinations."""
+    raw = json.dumps(
+        {
+            "sales": {"to": "+15550001001", "caller_id": "555", "extension": "12w3", "fallback": ["nowhere"]},
+            "pbx": "sip:desk@pbx.example.org",
+            "bad": {"to": "5550001001"},
+            "Bad Name": "+15550001002",
+        }
+    )
+    with caplog.at_level("WARNING", logger="lab.telephony"):
+        parsed = parse_destinations(raw, {"sales": "busy"})
+        assert parse_destinations('{"sales": +1555', {}) == []
+    assert [(d.name, d.to, d.caller_id, d.extension, d.behaviour) for d in parsed] == [
+        ("sales", "+15550001001", None, "12w3", "busy"),
+        ("pbx", "sip:desk@pbx.example.org", None, "", "silent"),
+    ]
+    first, second = (r.getMessage() for r in caplog.records)
+    for problem in ("'bad' left out", "'Bad Name' left out", "caller_id", "fallback 'nowhere'"):
+        assert problem in first and "\n" not in first
+    assert "not a JSON object" in second
