@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from line.events import InputEvent, UserCustomSent
+from starlette.websockets import WebSocketState
 
 from agent.line_wire import CustomInput
 
@@ -55,6 +56,11 @@ class LocalInput:
         await self._websocket.send_json(data, *args, **kwargs)
 
     async def close(self, *args: Any, **kwargs: Any) -> None:
+        # Line's runner closes the socket after a send failed because the harness left (line
+        # 0.2.19 `VoiceAgentApp` runner); Starlette already marked it DISCONNECTED then, and a
+        # close would raise inside Line's task. Nothing is left to close.
+        if getattr(self.inner, "application_state", None) == WebSocketState.DISCONNECTED:
+            return
         await self._websocket.close(*args, **kwargs)
 
     async def receive_json(self) -> Any:
