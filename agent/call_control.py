@@ -20,14 +20,27 @@ the turn, not the POST.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 from line.events import AgentTurnStarted, CallEnded, InputEvent, UserCustomSent
 from loguru import logger
 
+from agent.action_events import (
+    ActionEvent,
+    Armed,
+    Cancelled,
+    Delivered,
+    Enqueued,
+    Failed,
+    Finished,
+    OwnSideEnded,
+    Released,
+    SessionEnded,
+    TelephonyReported,
+)
 from agent.actions import ActionKind, ActionOutcome, ControlAction, OutcomeStatus, Setback
 from agent.call_observer import CallObserver
 from agent.control_url import ControlTarget
@@ -35,7 +48,7 @@ from agent.flush_policy import FlushPolicy, FlushTimings, Verdict
 from agent.telephony_outcomes import MalformedOutcome, TelephonyOutcome, parse_outcome
 from agent.voxengine_client import VoxEngineClient
 
-RequestStatus = Literal["accepted", "duplicate", "unavailable"]
+RequestStatus = Literal["held", "duplicate", "unavailable"]
 # Called once per hang-up (an action that `ends_session`), from the call's scope, when the agent's
 # side of the call should end: VoxEngine completed it (or its grace ran out), it reached a session
 # already gone, or it finally failed (`outcome.status` says which).
@@ -45,6 +58,12 @@ EndOwnSide = Callable[[ActionOutcome], Awaitable[None]]
 # (HANGUP_PLAYOUT_GUARD_MAX_S, default 3 s), so the guard is never cut short by our side.
 END_CALL_GRACE_S = 5.0
 OWN_SIDE_BOUND_S = 5.0  # for the handler itself: a stuck websocket send must not hold the drain
+_FINISHED: dict[OutcomeStatus, type[Finished]] = {
+    "delivered": Delivered,
+    "failed": Failed,
+    "cancelled": Cancelled,
+    "session_ended": SessionEnded,
+}
 
 
 @dataclass(frozen=True)
@@ -124,11 +143,11 @@ class CallControl:
         self._entries.append(entry)
         self._by_id[action.id] = entry
         self._by_kind[kind.name] = entry
-        self._event(entry, "enqueued", now, {"action": kind.name})
+        self._event(entry, Enqueued(kind.name), now)
         self._apply(self._policy.hold(action.id, now, kind.barge_in), now)
         self._note_armed(now)
         self._wake()
-        return RequestResult("accepted", action)
+        return RequestResult("held", action)
 
     def observe(self, event: InputEvent) -> bool:
         """Feed a harness event (from Line's run filter). Never cancels the agent's turn.
@@ -212,8 +231,8 @@ class CallControl:
         assert self.target is not None  # nothing is enqueued without a target
         action = entry.action
 
-        def listener(name: str, attrs: Mapping[str, Any]) -> None:
-            self._event(entry, name, self._clock(), attrs)
+        def listener(event: ActionEvent) -> None:
+            self._event(entry, event, self._clock())
 
         with self._observer.delivering(action):
             delivery = await self._client.deliver(self.target, action, listener)
@@ -231,7 +250,7 @@ class CallControl:
         how = outcome.status if not outcome.delivered else await self._hang_up_completed(entry)
         if how == "call_ended" or self._end_own_side is None:
             return  # the harness already closed the call: its side is over
-        self._event(entry, "own_side_ended", self._clock(), {"reason": how})
+        self._event(entry, OwnSideEnded(how), self._clock())
         try:
             with anyio.move_on_after(OWN_SIDE_BOUND_S):
                 await self._end_own_side(outcome)
@@ -274,17 +293,16 @@ class CallControl:
             logger.info(f"custom event ignored: {outcome.action} id={outcome.action_id} already ended")
             return False
         entry.telephony = outcome
-        attrs: dict[str, Any] = {
-            "reason": outcome.reason,
-            "sip_code": outcome.sip_code,
-            "playout_offset_ms": outcome.playout,
-            "destination": outcome.destination,
-            "dial_attempt": outcome.attempt,
-            "amd": outcome.amd,
-        }
-        self._event(
-            entry, f"telephony.{outcome.status}", now, {k: v for k, v in attrs.items() if v is not None}
+        reported = TelephonyReported(
+            outcome.status,
+            outcome.reason,
+            outcome.sip_code,
+            outcome.playout,
+            outcome.destination,
+            outcome.attempt,
+            outcome.amd,
         )
+        self._event(entry, reported, now)
         logger.info(
             f"control action {outcome.action} id={outcome.action_id} {outcome.status}"
             + (f" destination={outcome.destination}" if outcome.destination else "")
@@ -307,7 +325,7 @@ class CallControl:
             if verdict.decision == "cancel":
                 self._finish(entry, "cancelled", verdict.reason, 0)
             else:
-                self._event(entry, "released", now, {"reason": verdict.reason})
+                self._event(entry, Released(verdict.reason), now)
 
     def _note_armed(self, now: float) -> None:
         for entry in self._entries:
@@ -316,7 +334,7 @@ class CallControl:
             turn = self._policy.carrier_of(entry.action.id)
             if turn is not None:
                 entry.armed = True
-                self._event(entry, "armed", now, {"turn": turn})
+                self._event(entry, Armed(turn), now)
 
     def _finish(self, entry: _Entry, status: OutcomeStatus, reason: str, attempts: int) -> ActionOutcome:
         now = self._clock()
@@ -324,13 +342,7 @@ class CallControl:
             entry.action, status, reason, attempts, entry.enqueued_at, entry.released_at, now
         )
         entry.outcome = outcome
-        name = {
-            "delivered": "accepted",
-            "failed": "failed",
-            "cancelled": "cancelled",
-            "session_ended": "session_ended",
-        }[status]
-        self._event(entry, name, now, {"reason": reason, "attempts": attempts})
+        self._event(entry, _FINISHED[status](reason, attempts), now)
         log = logger.info if status in ("delivered", "session_ended") else logger.warning
         log(
             f"control action {entry.action.kind.name} id={entry.action.id} {status} "
@@ -344,8 +356,8 @@ class CallControl:
             if entry.outcome is None:
                 self._finish(entry, "failed", reason, 0)
 
-    def _event(self, entry: _Entry, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        self._observer.action_event(entry.action, name, at, attrs)
+    def _event(self, entry: _Entry, event: ActionEvent, at: float) -> None:
+        self._observer.action_event(entry.action, event, at)
 
     def _wake(self) -> None:
         self._changed.set()

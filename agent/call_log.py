@@ -11,20 +11,20 @@ cannot yield them; `CartesiaCallLog` builds the very frames Line builds for them
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from loguru import logger
 
+from agent.action_events import ActionEvent, Delivered, Released, TelephonyReported, details, step_name
 from agent.actions import ControlAction
 from agent.call_observer import CallObserver
 from agent.line_wire import LogEventOutput, LogMetricOutput
 
 EVENT = "vox_action"
-_LOGGED = {  # action event -> what the log line says
-    "accepted": "accepted by VoxEngine",
+_LOGGED = {  # action event (agent/action_events.py `step_name`) -> what the log line says
+    "delivered": "accepted by VoxEngine",
     "failed": "not delivered",
     "cancelled": "cancelled",
     "session_ended": "sent; the VoxEngine session has ended",
@@ -94,19 +94,20 @@ class CartesiaCallLog(CallObserver):
         self._frames = frames
         self._released: dict[str, float] = {}
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        if name == "released" and attrs.get("reason") == "turn_ended":
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        if isinstance(event, Released) and event.reason == "turn_ended":
             self._released[action.id] = at
+        name = step_name(event)
         if name not in _LOGGED:
             return
         level: Literal["info", "error"] = "error" if name in _ERRORS else "info"
-        details = {k: v for k, v in attrs.items() if v is not None}
+        known = {k: v for k, v in details(event).items() if k != "status"}  # `name` says it
         message = (
             f"{action.kind.name} {_LOGGED[name]}"
-            + (f" ({details['reason']})" if "reason" in details else "")
-            + (f" [{details['destination']}]" if "destination" in details else "")
+            + (f" ({known['reason']})" if "reason" in known else "")
+            + (f" [{known['destination']}]" if "destination" in known else "")
         )
-        metadata = {"id": action.id, "action": action.kind.name, "event": name, **details}
+        metadata = {"id": action.id, "action": action.kind.name, "event": name, **known}
         self._frames.send(
             LogEventOutput(
                 event=EVENT, metadata={"level": level, "message": message, "metadata": metadata}
@@ -114,9 +115,10 @@ class CartesiaCallLog(CallObserver):
         )
         # Where the effect fell against the end of the agent's audio at VoxEngine; VoxEngine's
         # null stays "unknown" in the event above and gives no metric (never a 0).
-        self._metric("vox_playout_offset_ms", attrs.get("playout_offset_ms"))
-        if name == "accepted":
-            self._metric("vox_action_attempts", attrs.get("attempts"))
+        if isinstance(event, TelephonyReported):
+            self._metric("vox_playout_offset_ms", event.playout_offset_ms)
+        if isinstance(event, Delivered):
+            self._metric("vox_action_attempts", event.attempts)
             released = self._released.pop(action.id, None)
             if released is not None:
                 self._metric("vox_action_dead_air_ms", round((at - released) * 1000, 1))

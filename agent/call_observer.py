@@ -8,13 +8,14 @@ out to several and contains any exception so a faulty observer never touches the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from line.events import InputEvent, OutputEvent
 from loguru import logger
 
+from agent.action_events import ActionEvent
 from agent.actions import ControlAction
 
 
@@ -44,9 +45,8 @@ class CallObserver:
     def agent_output(self, event: OutputEvent, at: float) -> None:
         pass
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        """Names: enqueued, armed, released, sent, retry, answered, accepted, failed, cancelled,
-        session_ended."""
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        """A step of the action's life (agent/action_events.py)."""
 
     @contextlib.contextmanager
     def delivering(self, action: ControlAction) -> Iterator[None]:
@@ -91,8 +91,8 @@ class ObserverGroup(CallObserver):
     def agent_output(self, event: OutputEvent, at: float) -> None:
         self._each("agent_output", event, at)
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        self._each("action_event", action, name, at, attrs)
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        self._each("action_event", action, event, at)
 
     @contextlib.contextmanager
     def delivering(self, action: ControlAction) -> Iterator[None]:

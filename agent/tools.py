@@ -33,7 +33,7 @@ def _confirmation(result: RequestResult, speech: str | None) -> AgentSendText | 
     """
     if result.status == "unavailable":
         return AgentSendText(text=prompt.UNAVAILABLE)
-    if result.status == "accepted" and speech:
+    if result.status == "held" and speech:
         return AgentSendText(text=speech)
     return None
 

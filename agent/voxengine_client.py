@@ -13,9 +13,8 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import httpx
@@ -23,12 +22,13 @@ from loguru import logger
 from opentelemetry import propagate
 from tenacity import RetryCallState
 
+from agent.action_events import Answered, Retrying, Sent
 from agent.actions import ControlAction
 from agent.control_url import ControlTarget
 from agent.retry_policy import AttemptResult, BodyTooLarge, RetryPolicy
 
-# Called for each delivery milestone: ("sent" | "retry" | "answered", attributes).
-DeliveryListener = Callable[[str, Mapping[str, Any]], None]
+# Called for each delivery milestone.
+DeliveryListener = Callable[[Sent | Retrying | Answered], None]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class VoxEngineClient:
         self, target: ControlTarget, action: ControlAction, listener: DeliveryListener | None = None
     ) -> Delivery:
         """POST `action` until accepted, refused, or the deadline passes. Never raises."""
-        notify = listener or (lambda name, attrs: None)
+        notify = listener or (lambda event: None)
         body = json.dumps(action.body(), separators=(",", ":")).encode()
         attempts = 0
         last: AttemptResult | None = None
@@ -87,7 +87,7 @@ class VoxEngineClient:
         def before_sleep(state: RetryCallState) -> None:
             result = state.outcome.result() if state.outcome and not state.outcome.failed else None
             wait = state.upcoming_sleep
-            notify("retry", {"attempt": attempts, "reason": getattr(result, "reason", "?"), "wait_s": wait})
+            notify(Retrying(attempts, getattr(result, "reason", "?"), wait))
 
         deadline = anyio.current_time() + self.retry.deadline_s
         try:
@@ -95,9 +95,9 @@ class VoxEngineClient:
                 async for attempt in self.retry.retrying(before_sleep):
                     with attempt:
                         attempts += 1
-                        notify("sent", {"attempt": attempts})
+                        notify(Sent(attempts))
                         last = await self._attempt(target, action, body, deadline)
-                        notify("answered", _answer(attempts, last))
+                        notify(Answered(attempts, last.reason, last.status_code, last.peer))
                     if attempt.retry_state.outcome and not attempt.retry_state.outcome.failed:
                         attempt.retry_state.set_result(last)
                     history.append(last)
@@ -137,11 +137,6 @@ class VoxEngineClient:
             return self.retry.classify_error(exc)
         result = self.retry.classify_response(response.status_code, response.headers, payload)
         return dataclasses.replace(result, peer=_peer(response))
-
-
-def _answer(attempt: int, result: AttemptResult) -> dict[str, Any]:
-    answer = {"attempt": attempt, "reason": result.reason, "status": result.status_code}
-    return {**answer, "peer": result.peer} if result.peer is not None else answer
 
 
 def _peer(response: httpx.Response) -> tuple[str, int] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import httpx
 
+from agent.action_events import ActionEvent, Released, Sent
 from agent.actions import ControlAction
 from agent.call_observer import CallInfo, CallObserver
 
@@ -110,9 +111,6 @@ class Tracing:
         self.factory = factory
 
 
-MARKED = ("released", "sent")
-
-
 class Marks:
     """Observer factory recording, per call, when its action was released and first sent: the
     app's side of the overhead breakdown (two dict writes per action)."""
@@ -128,9 +126,9 @@ class _MarkObserver(CallObserver):
     def __init__(self, marks: dict[str, float]) -> None:
         self._marks = marks
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        if name in MARKED:
-            self._marks.setdefault(name, at)
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        if isinstance(event, (Released, Sent)):
+            self._marks.setdefault(event.name, at)
 
 
 async def floor_probes(

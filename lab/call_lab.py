@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 
+from agent.action_events import ActionEvent, Finished, details, step_name
 from agent.actions import ControlAction
 from agent.app import AgentFactory, ObserverFactory, TelephonyAgentApp
 from agent.call_observer import CallInfo, CallObserver
@@ -47,8 +48,16 @@ class ActionRecord:
     call_id: str
     action_id: str
     action: str
-    name: str
-    attrs: Mapping[str, Any]
+    event: ActionEvent
+
+    @property
+    def name(self) -> str:
+        """The step's word (agent/action_events.py): "enqueued", "delivered", "telephony.failed", ..."""
+        return step_name(self.event)
+
+    @property
+    def attrs(self) -> dict[str, object]:
+        return details(self.event)
 
 
 @dataclass
@@ -69,8 +78,7 @@ class CallRecorder:
         self.changed = anyio.Event()
 
     def outcomes(self, call_id: str | None = None) -> list[ActionRecord]:
-        final = ("accepted", "failed", "cancelled", "session_ended")
-        return [r for r in self.actions if r.name in final and call_id in (None, r.call_id)]
+        return [r for r in self.actions if isinstance(r.event, Finished) and call_id in (None, r.call_id)]
 
     def first(self, name: str, action: str | None = None) -> ActionRecord | None:
         return next((r for r in self.actions if r.name == name and action in (None, r.action)), None)
@@ -81,8 +89,8 @@ class _RecordingObserver(CallObserver):
         self._recorder = recorder
         self._call = call
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        record = ActionRecord(at, self._call.call_id, action.id, action.kind.name, name, dict(attrs))
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        record = ActionRecord(at, self._call.call_id, action.id, action.kind.name, event)
         self._recorder.actions.append(record)
         self._recorder.notify()
 

@@ -17,7 +17,7 @@ AGENT, CALLER, CONTROL = 2.0, 1.0, 0.0
 _MARKS = {  # action record name -> (marker, colour, label)
     "enqueued": ("o", "#555555", "enqueued"),
     "released": ("s", "#1f77b4", "released"),
-    "accepted": ("*", "#2ca02c", "accepted"),
+    "delivered": ("*", "#2ca02c", "accepted by VoxEngine"),
     "failed": ("X", "#d62728", "failed"),
     "session_ended": ("P", "#9467bd", "session ended"),
     "cancelled": ("x", "#7f7f7f", "cancelled"),

@@ -93,7 +93,7 @@ class CallResult:
                 "enqueued",
                 "released",
                 "retry",
-                "accepted",
+                "delivered",
                 "failed",
                 "cancelled",
                 "session_ended",
@@ -103,7 +103,7 @@ class CallResult:
                 "telephony.completed",
                 "own_side_ended",
             ):
-                detail = ", ".join(f"{k}={v}" for k, v in record.attrs.items() if k != "action")
+                detail = ", ".join(f"{k}={v}" for k, v in record.attrs.items() if k != "kind")
                 rows.append(
                     (
                         record.at,

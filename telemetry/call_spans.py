@@ -67,29 +67,26 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from agent.action_events import (
+    ActionEvent,
+    Answered,
+    Armed,
+    Delivered,
+    Enqueued,
+    Failed,
+    Finished,
+    OwnSideEnded,
+    Released,
+    Retrying,
+    Sent,
+    TelephonyReported,
+)
 from agent.actions import ControlAction
 from agent.call_observer import CallInfo, CallObserver
 from telemetry import conventions as c
 from telemetry.redaction import mask_party
 
-# Keys of `action_event` attrs (agent/call_control.py, agent/voxengine_client.py) → span event keys.
-_EVENT_KEYS = {
-    "action": c.ACTION_KIND,
-    "turn": c.TURN_SEQ,
-    "reason": c.EVENT_REASON,
-    "attempt": c.EVENT_ATTEMPT,
-    "attempts": c.ACTION_ATTEMPTS,
-    "wait_s": c.EVENT_RETRY_WAIT_S,
-    "status": c.HTTP_RESPONSE_STATUS_CODE,
-}
-_TELEPHONY_ENDS = ("telephony.connected", "telephony.failed", "telephony.completed")
-# Outcome hooks → `vox.action.outcome`.
-_OUTCOMES = {
-    "accepted": "delivered",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "session_ended": "session_ended",
-}
+_TELEPHONY_ENDS = ("connected", "failed", "completed")
 # An empty context: the call's root span has no parent, whatever context its hook runs in.
 _NEW_TRACE = otel_context.Context()
 
@@ -126,7 +123,7 @@ class _Action:
     carrier: int | None = None
     requested_by_tool: bool = False
     on_the_phone: bool = False  # accepted; VoxEngine's outcome events still to come
-    phone_result: tuple[str, Mapping[str, Any]] | None = None  # came before the POST's answer
+    phone_result: TelephonyReported | None = None  # came before the POST's answer
     attempt: tuple[Span, Token[otel_context.Context]] | None = None  # the POST, its token
 
 
@@ -328,13 +325,13 @@ class TracingObserver(CallObserver):
 
     # ---- the control plane: actions ----
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
         if self._root is None or self._ended:
             return
         ns = self._ns(at)
         state = self._actions.get(action.id)
         if state is None:
-            if name != "enqueued":
+            if not isinstance(event, Enqueued):
                 return
             self._action_count += 1
             span = self._child(
@@ -349,43 +346,44 @@ class TracingObserver(CallObserver):
             )
             state = self._actions[action.id] = _Action(span, action.kind.name)
         span = state.span
-        event_attributes = {_EVENT_KEYS.get(key, f"vox.{key}"): value for key, value in attrs.items()}
-        if name == "armed" and isinstance(attrs.get("turn"), int):
-            state.carrier = attrs["turn"]
-            span.set_attribute(c.ACTION_CARRIER_TURN, attrs["turn"])
-        elif name == "released":
-            turn = self._releasing_turn(state)
-            reason = str(attrs.get("reason", ""))
-            span.set_attribute(c.ACTION_RELEASE_REASON, reason)
-            if turn is not None:
-                seq, turn_context = turn
-                event_attributes[c.TURN_SEQ] = seq
-                span.add_link(turn_context, {c.LINK_TYPE: "released_by", c.ACTION_RELEASE_REASON: reason})
-        if name == "sent":
-            self._start_attempt(state, attrs, ns)
-        elif name == "answered":
-            self._end_attempt(state, attrs, ns)
-        elif name != "enqueued":  # that one is the span's start; sent / answered, a POST span's
-            span.add_event(name, attributes=_attributes(event_attributes), timestamp=ns)
-        if name in _OUTCOMES:
-            self._finish(action.id, state, name, attrs, ns, keep_open=action.kind.reports_outcome)
+        event_attributes = _event_attributes(event)
+        match event:
+            case Enqueued():
+                return  # the span's start
+            case Sent():
+                self._start_attempt(state, event, ns)
+                return
+            case Answered():
+                self._end_attempt(state, event, ns)
+                return
+            case Armed(turn=turn):
+                state.carrier = turn
+                span.set_attribute(c.ACTION_CARRIER_TURN, turn)
+            case Released(reason=reason):
+                span.set_attribute(c.ACTION_RELEASE_REASON, reason)
+                released_by = self._releasing_turn(state)
+                if released_by is not None:
+                    seq, turn_context = released_by
+                    event_attributes[c.TURN_SEQ] = seq
+                    span.add_link(turn_context, {c.LINK_TYPE: "released_by", c.ACTION_RELEASE_REASON: reason})
+        span.add_event(_span_event_name(event), attributes=_attributes(event_attributes), timestamp=ns)
+        if isinstance(event, Finished):
+            self._finish(action.id, state, event, ns, keep_open=action.kind.reports_outcome)
             if state.on_the_phone and state.phone_result is not None:  # the phone was faster
-                self._end_on_the_phone(action.id, state, *state.phone_result, ns)
-        elif name in _TELEPHONY_ENDS:
+                self._end_on_the_phone(action.id, state, state.phone_result, ns)
+        elif isinstance(event, TelephonyReported) and event.status in _TELEPHONY_ENDS:
             if state.on_the_phone:
-                self._end_on_the_phone(action.id, state, name, attrs, ns)
+                self._end_on_the_phone(action.id, state, event, ns)
             else:  # reported before the POST's answer was read: ends the span at the answer
-                state.phone_result = (name, dict(attrs))
+                state.phone_result = event
 
-    def _end_on_the_phone(
-        self, action_id: str, state: _Action, name: str, attrs: Mapping[str, Any], ns: int
-    ) -> None:
+    def _end_on_the_phone(self, action_id: str, state: _Action, event: TelephonyReported, ns: int) -> None:
         state.span.set_attributes(
             _attributes(
                 {
-                    c.ACTION_TELEPHONY: name.removeprefix("telephony."),
-                    c.ACTION_TELEPHONY_REASON: attrs.get("reason"),
-                    c.ACTION_PLAYOUT_OFFSET_MS: attrs.get("playout_offset_ms"),
+                    c.ACTION_TELEPHONY: event.status,
+                    c.ACTION_TELEPHONY_REASON: event.reason,
+                    c.ACTION_PLAYOUT_OFFSET_MS: event.playout_offset_ms,
                 }
             )
         )
@@ -400,24 +398,21 @@ class TracingObserver(CallObserver):
             return self._agent_turn.seq, self._agent_turn.span.get_span_context()
         return None
 
-    def _finish(
-        self, action_id: str, state: _Action, name: str, attrs: Mapping[str, Any], ns: int, *, keep_open: bool
-    ) -> None:
+    def _finish(self, action_id: str, state: _Action, event: Finished, ns: int, *, keep_open: bool) -> None:
         span = state.span
-        reason = str(attrs.get("reason", name))
         span.set_attributes(
             _attributes(
                 {
-                    c.ACTION_OUTCOME: _OUTCOMES[name],
-                    c.ACTION_REASON: reason,
-                    c.ACTION_ATTEMPTS: attrs.get("attempts"),
+                    c.ACTION_OUTCOME: event.name,
+                    c.ACTION_REASON: event.reason,
+                    c.ACTION_ATTEMPTS: event.attempts,
                 }
             )
         )
-        if name == "failed":
-            span.set_attribute(c.ERROR_TYPE, reason)
-            span.set_status(Status(StatusCode.ERROR, reason))
-        if keep_open and name == "accepted":  # its outcome on the phone is still to come
+        if isinstance(event, Failed):
+            span.set_attribute(c.ERROR_TYPE, event.reason)
+            span.set_status(Status(StatusCode.ERROR, event.reason))
+        if keep_open and isinstance(event, Delivered):  # its outcome on the phone is still to come
             state.on_the_phone = True
             return
         span.end(end_time=ns)
@@ -425,13 +420,13 @@ class TracingObserver(CallObserver):
 
     # ---- the control plane: each POST attempt ----
 
-    def _start_attempt(self, state: _Action, attrs: Mapping[str, Any], ns: int) -> None:
+    def _start_attempt(self, state: _Action, sent: Sent, ns: int) -> None:
         """A CLIENT span per attempt, current while it runs, so the W3C headers the client
         injects (`traceparent`, and its `X-Traceparent` mirror that VoxEngine shows the scenario)
         name it. Built from the control plane's own `sent` / `answered` hooks: an HTTP client
         instrumentation would wrap every request of the pooled client (the warm-ups too) and cost
         more than the rest of the call's trace together (bench/README.md)."""
-        attempt = attrs.get("attempt")
+        attempt = sent.attempt
         span = self._tracer.start_span(
             c.HTTP_SPAN,
             trace.set_span_in_context(state.span, _NEW_TRACE),
@@ -439,27 +434,27 @@ class TracingObserver(CallObserver):
             attributes=_attributes(
                 {
                     **self._http_attributes,
-                    c.HTTP_REQUEST_RESEND_COUNT: attempt - 1
-                    if isinstance(attempt, int) and attempt > 1
-                    else None,
+                    c.HTTP_REQUEST_RESEND_COUNT: attempt - 1 if attempt > 1 else None,
                 }
             ),
             start_time=ns,
         )
         state.attempt = (span, otel_context.attach(trace.set_span_in_context(span)))
 
-    def _end_attempt(self, state: _Action, attrs: Mapping[str, Any], ns: int, *, cut: bool = False) -> None:
+    def _end_attempt(self, state: _Action, answer: Answered | None, ns: int) -> None:
+        """Ends the POST's span at its answer, or cut short (no answer: the deadline, the drain)."""
         if state.attempt is None:
             return
         span, token = state.attempt
         state.attempt = None
         otel_context.detach(token)
-        status, reason = attrs.get("status"), attrs.get("reason")
-        peer = attrs.get("peer")
-        host, port = peer if isinstance(peer, tuple) and len(peer) == 2 else (None, None)
-        error = "cancelled" if cut else str(status) if isinstance(status, int) and status >= 400 else None
-        if error is None and status is None and reason not in (None, "accepted"):
-            error = str(reason)  # a transport failure: timeout, connection_lost, tls_error, ...
+        status = answer.status if answer is not None else None
+        host, port = answer.peer if answer is not None and answer.peer is not None else (None, None)
+        error = (
+            "cancelled" if answer is None else str(status) if status is not None and status >= 400 else None
+        )
+        if answer is not None and status is None and answer.reason != "accepted":
+            error = answer.reason  # a transport failure: timeout, connection_lost, tls_error, ...
         span.set_attributes(
             _attributes(
                 {
@@ -487,7 +482,7 @@ class TracingObserver(CallObserver):
             yield
         finally:
             if state.attempt is not None:  # cut short (the deadline, or the call's drain bound)
-                self._end_attempt(state, {}, self._clock.now_ns(), cut=True)
+                self._end_attempt(state, None, self._clock.now_ns())
             otel_context.detach(token)
 
     # ---- helpers ----
@@ -518,6 +513,46 @@ class TracingObserverFactory:
 
     def __call__(self, call: CallInfo) -> CallObserver:
         return TracingObserver(call, self._tracer, clock=EpochClock(self._clock, self._wall_clock_ns))
+
+
+def _span_event_name(event: ActionEvent) -> str:
+    """The action span's event names, as docs/tracing.md documents them: the outcome VoxEngine
+    accepted keeps its span event `accepted` (its `vox.action.outcome` is `delivered`)."""
+    match event:
+        case Delivered():
+            return "accepted"
+        case TelephonyReported(status=status):
+            return f"telephony.{status}"
+        case _:
+            return event.name
+
+
+def _event_attributes(event: ActionEvent) -> dict[str, Any]:
+    """The span event's attributes (docs/tracing.md "Action span events")."""
+    match event:
+        case Armed(turn=turn):
+            return {c.TURN_SEQ: turn}
+        case Released(reason=reason) | OwnSideEnded(reason=reason):
+            return {c.EVENT_REASON: reason}
+        case Retrying():
+            return {
+                c.EVENT_ATTEMPT: event.attempt,
+                c.EVENT_REASON: event.reason,
+                c.EVENT_RETRY_WAIT_S: event.wait_s,
+            }
+        case Finished():
+            return {c.EVENT_REASON: event.reason, c.ACTION_ATTEMPTS: event.attempts}
+        case TelephonyReported():
+            return {
+                c.EVENT_REASON: event.reason,
+                "vox.sip_code": event.sip_code,
+                "vox.playout_offset_ms": event.playout_offset_ms,
+                "vox.destination": event.destination,
+                "vox.dial_attempt": event.dial_attempt,
+                "vox.amd": event.amd,
+            }
+        case _:
+            return {}
 
 
 def _attributes(values: Mapping[str, Any]) -> dict[str, AttributeValue]:

@@ -148,7 +148,7 @@ ONCE: list[tuple[str, Fault, int]] = [
 @pytest.mark.parametrize(("fault", "attempts"), [(f, a) for _, f, a in ONCE], ids=[i for i, _, _ in ONCE])
 async def test_a_fault_once_is_delivered_with_exactly_one_effect(fault: Fault, attempts: int) -> None:
     played = await play_one(FaultPlan(sequence=[fault], per_attempt=True), "transfer")
-    assert (played.outcome.name, played.outcome.attrs["attempts"]) == ("accepted", attempts)
+    assert (played.outcome.name, played.outcome.attrs["attempts"]) == ("delivered", attempts)
     assert_one_action(played)
     assert len(played.effects) == 1
     if attempts == 2 and fault.kind == "slow":
@@ -256,7 +256,7 @@ async def test_mixed_faults_over_many_calls_every_action_one_outcome_no_duplicat
     requests = Counter(r.id for r in emulator.requests)
     for o in outcomes:
         assert attempts_match(o.attrs["attempts"], requests[o.action_id]), o
-        if o.name == "accepted":
+        if o.name == "delivered":
             assert effects[o.action_id] == 1, o
         elif effects[o.action_id]:
             # Failed although VoxEngine acted: only when its last answer was a late (slow) one.

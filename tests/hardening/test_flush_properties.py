@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from line.events import (
     UserTurnStarted,
 )
 
+from agent.action_events import ActionEvent, Cancelled, Delivered, Failed, Released, Sent
 from agent.actions import CALL_TRANSFER, END_CALL, ActionKind, BargeInPolicy, ControlAction
 from agent.call_control import CallControl
 from agent.call_observer import CallObserver
@@ -320,21 +320,21 @@ class _Clock:
 
 class _Recorder(CallObserver):
     def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict[str, Any]]] = []  # (action id, name, attrs)
+        self.events: list[tuple[str, ActionEvent]] = []  # (action id, event)
         self.changed = anyio.Event()
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        self.events.append((action.id, name, dict(attrs)))
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        self.events.append((action.id, event))
         self.changed.set()
         self.changed = anyio.Event()
 
     def verdicts(self) -> set[tuple[str, str, str]]:
         found = set()
-        for action_id, name, attrs in self.events:
-            if name == "released":
-                found.add((action_id, "release", attrs["reason"]))
-            elif name == "cancelled":
-                found.add((action_id, "cancel", attrs["reason"]))
+        for action_id, step in self.events:
+            if isinstance(step, Released):
+                found.add((action_id, "release", step.reason))
+            elif isinstance(step, Cancelled):
+                found.add((action_id, "cancel", step.reason))
         return found
 
     async def wait_verdicts(self, expected: set[tuple[str, str, str]]) -> None:
@@ -342,12 +342,12 @@ class _Recorder(CallObserver):
             while not expected <= self.verdicts():
                 await self.changed.wait()
 
-    def named(self, name: str) -> set[str]:
-        return {action_id for action_id, n, _ in self.events if n == name}
+    def of_type(self, *types: type) -> set[str]:
+        return {action_id for action_id, step in self.events if isinstance(step, types)}
 
     async def wait_finished(self, action_ids: list[str]) -> None:
         with anyio.fail_after(5):
-            while not set(action_ids) <= self.named("accepted") | self.named("failed"):
+            while not set(action_ids) <= self.of_type(Delivered, Failed):
                 await self.changed.wait()
 
 
@@ -401,7 +401,7 @@ async def play(ops: list[tuple[str, str]]) -> None:
                 if op == "request":
                     kind = KINDS[arg]
                     result = control.request(kind)
-                    if result.status == "accepted":
+                    if result.status == "held":
                         assert result.action is not None
                         asked.append(result.action.id)
                         expected |= as_set(shadow.hold(result.action.id, now, kind.barge_in))
@@ -421,7 +421,7 @@ async def play(ops: list[tuple[str, str]]) -> None:
                 # head of the line (in the order asked), and delivers all of those.
                 await anyio.lowlevel.checkpoint()
                 head = deliverable_head(asked, expected)
-                assert recorder.named("sent") <= set(head), f"POSTed out of order: asked {asked}"
+                assert recorder.of_type(Sent) <= set(head), f"POSTed out of order: asked {asked}"
                 await recorder.wait_finished(head)
             control.close()
             expected |= as_set(shadow.observe(CallEnded(), clock.now))
@@ -439,7 +439,7 @@ async def play(ops: list[tuple[str, str]]) -> None:
         status = outcomes[action_id].status
         assert (status == "cancelled") == (action_id in cancelled), (action_id, status)
     # Nothing POSTed before its release; nothing cancelled is ever POSTed.
-    names = [(i, n) for i, n, _ in recorder.events]
+    names = [(i, step.name) for i, step in recorder.events]
     for action_id in asked:
         mine = [n for i, n in names if i == action_id]
         if "sent" in mine:

@@ -59,7 +59,7 @@ async def serves_a_normal_call(lab: CallLab) -> None:
         outcomes = await lab.wait_outcomes(before + 1, timeout_s=10)
     assert confirming.text == prompt.TRANSFER_CONFIRMATION
     [outcome] = [o for o in outcomes if o.call_id == "normal"]
-    assert outcome.name == "accepted", outcome
+    assert outcome.name == "delivered", outcome
 
 
 def records(lab: CallLab, call_id: str, name: str | None = None) -> list[ActionRecord]:
@@ -181,7 +181,7 @@ async def test_junk_frames_during_a_call_are_dropped_and_the_call_goes_on() -> N
             await raw.agent_state("idle")
             [outcome] = await lab.wait_outcomes(1)
         await lab.wait_calls_ended(1)
-    assert outcome.name == "accepted"
+    assert outcome.name == "delivered"
     [released] = records(lab, "junk", "released")
     assert released.attrs["reason"] == "turn_ended"
 
@@ -199,7 +199,7 @@ async def test_a_5mb_transcript_is_heard_and_acted_on() -> None:
             await raw.agent_state("idle")
             [outcome] = await lab.wait_outcomes(1, timeout_s=30)
         await lab.wait_calls_ended(1)
-    assert outcome.name == "accepted"
+    assert outcome.name == "delivered"
     [effect] = [e for e in lab.emulator.effects if e.session == "big"]
     assert effect.action == "call_transfer" and effect.summary is not None and len(effect.summary) <= 2000
 
@@ -234,7 +234,7 @@ async def test_a_frame_that_kills_the_socket_still_delivers_the_held_action(fram
             await raw.wait_closed(timeout_s=20)
             [outcome] = await lab.wait_outcomes(1, timeout_s=10)
         await lab.wait_calls_ended(1)
-    assert outcome.name == "accepted"
+    assert outcome.name == "delivered"
     [released] = records(lab, "killed", "released")
     assert released.attrs["reason"] == "call_ended"
     assert len(effects_of(lab, "killed")) == 1
@@ -283,7 +283,7 @@ async def test_out_of_order_turn_events_never_fire_an_action_during_its_speech()
             await raw.marker()
             await events.wait_marker("ooo", 2)
         await lab.wait_calls_ended(1)
-    assert outcome.name == "accepted"
+    assert outcome.name == "delivered"
     [released] = records(lab, "ooo", "released")
     assert released.attrs["reason"] == "turn_ended"
     [request] = [r for r in lab.emulator.requests if r.session == "ooo"]
@@ -309,7 +309,7 @@ async def test_a_second_speaking_without_idle_ends_the_carrier_turn() -> None:
             await raw.agent_state("speaking")  # the harness lost the idle: that turn is over
             [outcome] = await lab.wait_outcomes(1)
         await lab.wait_calls_ended(1)
-    assert outcome.name == "accepted"
+    assert outcome.name == "delivered"
     [released] = records(lab, "twice", "released")
     assert released.attrs["reason"] == "turn_ended"
     assert released.at >= second
@@ -332,7 +332,7 @@ async def test_a_turn_that_never_ends_is_released_at_max_hold() -> None:
             await raw.marker()
             await events.wait_marker("noidle", 1)
         await lab.wait_calls_ended(1)
-    assert outcome.name == "accepted"
+    assert outcome.name == "delivered"
     [enqueued] = records(lab, "noidle", "enqueued")
     [released] = records(lab, "noidle", "released")
     assert records(lab, "noidle", "armed"), "the confirmation's turn carried the action"
@@ -356,7 +356,7 @@ async def test_speech_that_never_starts_is_released_at_no_speech() -> None:
             await raw.agent_state("idle")
             [outcome] = await lab.wait_outcomes(1, timeout_s=10)
         await lab.wait_calls_ended(1)
-    assert outcome.name == "accepted"
+    assert outcome.name == "delivered"
     [enqueued] = records(lab, "mute", "enqueued")
     [released] = records(lab, "mute", "released")
     assert records(lab, "mute", "armed") == []

@@ -436,7 +436,7 @@ async def test_an_endless_response_body_is_cut_at_the_cap(mode: str) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(control.run)
             started = anyio.current_time()
-            assert control.request(CALL_TRANSFER, summary="x").status == "accepted"
+            assert control.request(CALL_TRANSFER, summary="x").status == "held"
             control.observe(AgentTurnStarted())
             control.observe(AgentTurnEnded())  # released: the POST goes out
             control.close()

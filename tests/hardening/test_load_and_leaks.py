@@ -55,7 +55,7 @@ def assert_one_outcome_each(lab: CallLab, expected_actions: int) -> None:
     outcomes = Counter(r.action_id for r in lab.recorder.outcomes())
     assert len(enqueued) == expected_actions == len(set(enqueued))
     assert set(outcomes) == set(enqueued) and set(outcomes.values()) == {1}
-    assert {r.name for r in lab.recorder.outcomes()} == {"accepted"}
+    assert {r.name for r in lab.recorder.outcomes()} == {"delivered"}
     effects = Counter(e.id for e in lab.emulator.effects)
     assert set(effects) == set(enqueued) and set(effects.values()) == {1}
 

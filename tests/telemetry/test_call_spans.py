@@ -24,6 +24,18 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
+from agent.action_events import (
+    Answered,
+    Armed,
+    Cancelled,
+    Delivered,
+    Enqueued,
+    Failed,
+    Released,
+    Retrying,
+    Sent,
+    TelephonyReported,
+)
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
 from agent.call_observer import CallInfo, CallObserver, ObserverGroup
 from lab.otlp_decode import ReceivedSpan
@@ -85,7 +97,7 @@ def transfer_call(provider: TracerProvider, receiver: OtlpReceiver) -> Iterator[
     o.harness_event(UserTurnStarted(), 1001.5)
     o.harness_event(UserTextSent(content="A person please"), 1001.6)
     o.harness_event(UserTurnEnded(content=[UserTextSent(content="A person please")]), 1002.0)
-    o.action_event(action, "enqueued", 1002.5, {"action": "call_transfer"})
+    o.action_event(action, Enqueued("call_transfer"), 1002.5)
     o.agent_output(AgentSendText(text="Connecting you now."), 1002.55)
     o.agent_output(
         AgentToolCalled(tool_call_id="tc1", tool_name="call_transfer", tool_args=action.params), 1002.6
@@ -94,18 +106,18 @@ def transfer_call(provider: TracerProvider, receiver: OtlpReceiver) -> Iterator[
         AgentToolReturned(tool_call_id="tc1", tool_name="call_transfer", result="success"), 1002.61
     )
     o.harness_event(AgentTurnStarted(), 1003.0)
-    o.action_event(action, "armed", 1003.0, {"turn": 2})
+    o.action_event(action, Armed(2), 1003.0)
     o.harness_event(AgentTurnEnded(content=text("Connecting", "you", "now.")), 1004.0)
-    o.action_event(action, "released", 1004.0, {"reason": "turn_ended"})
+    o.action_event(action, Released("turn_ended"), 1004.0)
     with o.delivering(action):
-        o.action_event(action, "sent", 1004.01, {"attempt": 1})
-        o.action_event(action, "answered", 1004.02, {"attempt": 1, "reason": "http_503", "status": 503})
-        o.action_event(action, "retry", 1004.02, {"attempt": 1, "reason": "http_503", "wait_s": 0.2})
-        o.action_event(action, "sent", 1004.25, {"attempt": 2})
-        o.action_event(action, "answered", 1004.26, {"attempt": 2, "reason": "accepted", "status": 200})
-    o.action_event(action, "accepted", 1004.3, {"reason": "accepted", "attempts": 2})
-    o.action_event(action, "telephony.ringing", 1004.5, {})  # VoxEngine's outcome events
-    o.action_event(action, "telephony.connected", 1004.9, {})
+        o.action_event(action, Sent(1), 1004.01)
+        o.action_event(action, Answered(1, "http_503", 503), 1004.02)
+        o.action_event(action, Retrying(1, "http_503", 0.2), 1004.02)
+        o.action_event(action, Sent(2), 1004.25)
+        o.action_event(action, Answered(2, "accepted", 200), 1004.26)
+    o.action_event(action, Delivered("accepted", 2), 1004.3)
+    o.action_event(action, TelephonyReported("ringing"), 1004.5)  # VoxEngine's outcome events
+    o.action_event(action, TelephonyReported("connected"), 1004.9)
     o.harness_event(CallEnded(), 1005.0)
     o.call_ended(1005.5)
     yield receiver.collect(provider)
@@ -279,12 +291,12 @@ def test_a_turn_started_without_idle_ends_the_previous_one_and_releases_its_acti
     o = observe(provider)
     action = ControlAction(END_CALL)
     o.call_started(CALL, T0)
-    o.action_event(action, "enqueued", 1000.05, {"action": "end_call"})
+    o.action_event(action, Enqueued("end_call"), 1000.05)
     o.harness_event(AgentTurnStarted(), 1000.1)
-    o.action_event(action, "armed", 1000.1, {"turn": 1})
+    o.action_event(action, Armed(1), 1000.1)
     o.harness_event(AgentTurnStarted(), 1001.0)  # no idle for turn 1
-    o.action_event(action, "released", 1001.0, {"reason": "turn_ended"})
-    o.action_event(action, "cancelled", 1001.1, {"reason": "call_ended", "attempts": 0})
+    o.action_event(action, Released("turn_ended"), 1001.0)
+    o.action_event(action, Cancelled("call_ended", 0), 1001.1)
     o.call_ended(1002.0)
     spans = receiver.collect(provider)
     first, second = by_name(spans, "agent.turn")
@@ -300,13 +312,13 @@ def test_release_without_carrier_links_the_open_turn_or_nothing(
     o = observe(provider)
     early, late = ControlAction(END_CALL), ControlAction(CALL_TRANSFER)
     o.call_started(CALL, T0)
-    o.action_event(early, "enqueued", 1000.1, {})
-    o.action_event(early, "released", 1001.1, {"reason": "no_speech"})  # nothing was speaking
-    o.action_event(early, "accepted", 1001.2, {"reason": "accepted", "attempts": 1})
+    o.action_event(early, Enqueued(early.kind.name), 1000.1)
+    o.action_event(early, Released("no_speech"), 1001.1)  # nothing was speaking
+    o.action_event(early, Delivered("accepted", 1), 1001.2)
     o.harness_event(AgentTurnStarted(), 1002.0)
-    o.action_event(late, "enqueued", 1002.1, {})
-    o.action_event(late, "released", 1003.0, {"reason": "max_hold"})  # never armed, a turn is open
-    o.action_event(late, "accepted", 1003.1, {"reason": "accepted", "attempts": 1})
+    o.action_event(late, Enqueued(late.kind.name), 1002.1)
+    o.action_event(late, Released("max_hold"), 1003.0)  # never armed, a turn is open
+    o.action_event(late, Delivered("accepted", 1), 1003.1)
     o.call_ended(1004.0)
     spans = receiver.collect(provider)
     assert one(spans, "control end_call").links == []
@@ -319,11 +331,11 @@ def test_failed_and_cancelled_outcomes(provider: TracerProvider, receiver: OtlpR
     o = observe(provider)
     failed, cancelled = ControlAction(CALL_TRANSFER), ControlAction(END_CALL)
     o.call_started(CALL, T0)
-    o.action_event(failed, "enqueued", 1000.1, {})
-    o.action_event(failed, "released", 1000.2, {"reason": "no_speech"})
-    o.action_event(failed, "failed", 1010.2, {"reason": "deadline_exceeded:http_503", "attempts": 3})
-    o.action_event(cancelled, "enqueued", 1011.0, {})
-    o.action_event(cancelled, "cancelled", 1011.5, {"reason": "barge_in", "attempts": 0})
+    o.action_event(failed, Enqueued(failed.kind.name), 1000.1)
+    o.action_event(failed, Released("no_speech"), 1000.2)
+    o.action_event(failed, Failed("deadline_exceeded:http_503", 3), 1010.2)
+    o.action_event(cancelled, Enqueued(cancelled.kind.name), 1011.0)
+    o.action_event(cancelled, Cancelled("barge_in", 0), 1011.5)
     o.call_ended(1012.0)
     spans = receiver.collect(provider)
     f, c = one(spans, "control call_transfer"), one(spans, "control end_call")
@@ -341,9 +353,9 @@ def test_a_failed_transfer_and_one_the_call_outlived_never_read_as_errors_of_our
     busy, unknown = ControlAction(CALL_TRANSFER), ControlAction(CALL_TRANSFER)
     o.call_started(CALL, T0)
     for action, at in ((busy, 1000.0), (unknown, 1003.0)):
-        o.action_event(action, "enqueued", at, {})
-        o.action_event(action, "accepted", at + 0.5, {"reason": "accepted", "attempts": 1})
-    o.action_event(busy, "telephony.failed", 1002.0, {"reason": "busy", "sip_code": 486})
+        o.action_event(action, Enqueued(action.kind.name), at)
+        o.action_event(action, Delivered("accepted", 1), at + 0.5)
+    o.action_event(busy, TelephonyReported("failed", reason="busy", sip_code=486), 1002.0)
     o.call_ended(1004.0)
     spans = by_name(receiver.collect(provider), "control call_transfer")
     failed, open_at_end = spans
@@ -362,11 +374,11 @@ def test_call_end_closes_whatever_is_still_open(provider: TracerProvider, receiv
     o.harness_event(AgentTurnStarted(), 1000.1)
     o.harness_event(UserTurnStarted(), 1000.2)
     o.agent_output(AgentToolCalled(tool_call_id="t", tool_name="call_transfer"), 1000.3)
-    o.action_event(action, "enqueued", 1000.3, {})
+    o.action_event(action, Enqueued(action.kind.name), 1000.3)
     o.agent_output(AgentEndCall(), 1000.4)
     o.call_ended(1001.0)
     o.harness_event(AgentTurnStarted(), 1002.0)  # after the end: ignored
-    o.action_event(ControlAction(END_CALL), "enqueued", 1002.0, {})
+    o.action_event(ControlAction(END_CALL), Enqueued("end_call"), 1002.0)
     spans = receiver.collect(provider)
     assert len(spans) == 5 and all(s.end_ns == ns(1001.0) for s in spans if s.name != "call")
     assert one(spans, "call").event_names() == ["agent.end_call"]
@@ -384,7 +396,7 @@ def test_hooks_before_the_call_starts_or_for_unknown_actions_are_ignored(
     o.call_started(CALL, T0)
     o.harness_event(AgentTurnEnded(), 1000.1)  # an idle without a turn
     o.harness_event(UserTurnEnded(), 1000.2)
-    o.action_event(stray, "released", 1000.3, {"reason": "turn_ended"})
+    o.action_event(stray, Released("turn_ended"), 1000.3)
     with o.delivering(stray):
         assert not trace.get_current_span().get_span_context().is_valid
     o.call_ended(1001.0)
@@ -397,17 +409,17 @@ def test_delivering_makes_the_action_span_current_and_restores_after(
     o = observe(provider)
     action = ControlAction(END_CALL)
     o.call_started(CALL, T0)
-    o.action_event(action, "enqueued", 1000.1, {})
+    o.action_event(action, Enqueued(action.kind.name), 1000.1)
     before = trace.get_current_span()
     with o.delivering(action):
         current = trace.get_current_span().get_span_context()
-        o.action_event(action, "sent", 1000.2, {"attempt": 1})
+        o.action_event(action, Sent(1), 1000.2)
         attempt = trace.get_current_span().get_span_context()  # what the client's headers name
-        o.action_event(action, "answered", 1000.25, {"attempt": 1, "reason": "accepted", "status": 200})
+        o.action_event(action, Answered(1, "accepted", 200), 1000.25)
         assert trace.get_current_span().get_span_context() == current
-        o.action_event(action, "sent", 1000.26, {"attempt": 2})  # cut short: ended on the way out
+        o.action_event(action, Sent(2), 1000.26)  # cut short: ended on the way out
     assert trace.get_current_span() is before
-    o.action_event(action, "accepted", 1000.3, {"reason": "accepted", "attempts": 1})
+    o.action_event(action, Delivered("accepted", 1), 1000.3)
     o.call_ended(1001.0)
     spans = receiver.collect(provider)
     action_span = one(spans, "control end_call")
@@ -440,14 +452,14 @@ def test_sampled_out_calls_export_nothing_and_send_unsampled_context(receiver: O
         o = observe(provider)
         action = ControlAction(END_CALL)
         o.call_started(CALL, T0)
-        o.action_event(action, "enqueued", 1000.1, {})
+        o.action_event(action, Enqueued(action.kind.name), 1000.1)
         with o.delivering(action):
             assert not trace.get_current_span().is_recording()
-            o.action_event(action, "sent", 1000.15, {"attempt": 1})
+            o.action_event(action, Sent(1), 1000.15)
             context = trace.get_current_span().get_span_context()  # what the POST's headers name
             assert context.is_valid and not context.trace_flags.sampled  # traceparent flags 00
-            o.action_event(action, "answered", 1000.18, {"attempt": 1, "reason": "accepted", "status": 200})
-        o.action_event(action, "accepted", 1000.2, {"reason": "accepted", "attempts": 1})
+            o.action_event(action, Answered(1, "accepted", 200), 1000.18)
+        o.action_event(action, Delivered("accepted", 1), 1000.2)
         o.call_ended(1001.0)
         assert receiver.collect(provider) == []
     finally:
@@ -460,10 +472,10 @@ def test_an_action_span_follows_the_sdk_s_event_limit_and_counts_the_rest(
     o = observe(provider)
     action = ControlAction(CALL_TRANSFER)
     o.call_started(CALL, T0)
-    o.action_event(action, "enqueued", 1000.1, {})
+    o.action_event(action, Enqueued(action.kind.name), 1000.1)
     for n in range(1, 151):  # a VoxEngine that answers 503 for a long time
-        o.action_event(action, "retry", 1000.1 + n / 1000, {"attempt": n, "reason": "http_503", "wait_s": 0})
-    o.action_event(action, "failed", 1001.0, {"reason": "deadline_exceeded:http_503", "attempts": 150})
+        o.action_event(action, Retrying(n, "http_503", 0), 1000.1 + n / 1000)
+    o.action_event(action, Failed("deadline_exceeded:http_503", 150), 1001.0)
     o.call_ended(1002.0)
     span = one(receiver.collect(provider), "control call_transfer")
     # The SDK's limit (128, OTEL_SPAN_EVENT_COUNT_LIMIT) keeps the latest events: the outcome stays.
@@ -487,10 +499,10 @@ def test_any_tracer_provider_works_and_a_no_op_one_records_nothing() -> None:
     action = ControlAction(END_CALL)
     o.call_started(CALL, T0)
     o.harness_event(AgentTurnStarted(), 1000.1)
-    o.action_event(action, "enqueued", 1000.2, {})
+    o.action_event(action, Enqueued(action.kind.name), 1000.2)
     with o.delivering(action):
-        o.action_event(action, "sent", 1000.3, {"attempt": 1})
+        o.action_event(action, Sent(1), 1000.3)
         assert not trace.get_current_span().get_span_context().is_valid  # no traceparent is sent
-        o.action_event(action, "answered", 1000.4, {"attempt": 1, "reason": "accepted", "status": 200})
-    o.action_event(action, "accepted", 1000.5, {"reason": "accepted", "attempts": 1})
+        o.action_event(action, Answered(1, "accepted", 200), 1000.4)
+    o.action_event(action, Delivered("accepted", 1), 1000.5)
     o.call_ended(1001.0)

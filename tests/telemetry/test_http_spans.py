@@ -84,7 +84,7 @@ async def run_transfer(
     )
     async with http, anyio.create_task_group() as tg:
         tg.start_soon(control.run)
-        assert control.request(CALL_TRANSFER, summary="wants a person").status == "accepted"
+        assert control.request(CALL_TRANSFER, summary="wants a person").status == "held"
         control.observe(AgentTurnStarted())
         control.observe(AgentTurnEnded())
         control.close()

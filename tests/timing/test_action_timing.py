@@ -133,7 +133,7 @@ async def test_a_hang_up_whose_answer_was_lost_ends_as_session_ended_not_as_a_fa
     # listening. That is the hang-up done, not a failure.
     slow_answer = FaultPlan(sequence=(Fault.slow(5.0),))
     result = await run_scenario(scenario("hangup"), faults=slow_answer, guard=PlayoutGuard(on=False))
-    [outcome] = [r for r in result.actions if r.name in ("accepted", "failed", "session_ended")]
+    [outcome] = [r for r in result.actions if r.name in ("delivered", "failed", "session_ended")]
     assert outcome.name == "session_ended" and outcome.attrs["reason"] == "session_ended"
     assert [e.action for e in result.effects] == ["end_call"]
     timing = result.timing("end_call")

@@ -38,7 +38,7 @@ async def test_a_busy_target_gives_the_caller_back_to_the_agent_who_speaks_withi
     told = [str(m.get("content")) for m in lab.llm.requests[-1]["messages"]]
     assert any("did not go through" in text and "busy" in text for text in told)
     names = [r.name for r in lab.recorder.actions]
-    assert names.index("accepted") < names.index("telephony.ringing") < names.index("telephony.failed")
+    assert names.index("delivered") < names.index("telephony.ringing") < names.index("telephony.failed")
     assert [e.action for e in lab.emulator.effects] == ["call_transfer"]  # nobody hung up
 
 
@@ -59,7 +59,7 @@ async def test_an_answered_transfer_whispers_the_summary_then_bridges_the_caller
     statuses = [m["status"] for _, m in lab.emulator.custom_events]
     assert statuses == ["ringing", "connected"]
     names = [r.name for r in lab.recorder.actions]
-    assert names.index("accepted") < names.index("telephony.ringing") < names.index("telephony.connected")
+    assert names.index("delivered") < names.index("telephony.ringing") < names.index("telephony.connected")
     confirmation = sim.turns()[1]
     assert confirmation.text == prompt.TRANSFER_CONFIRMATION
     assert confirmation.stopped_at is not None and confirmation.stopped_at <= log["dialled"]

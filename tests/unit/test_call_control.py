@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -14,6 +13,7 @@ from line.events import AgentSendText, AgentTurnEnded, AgentTurnStarted, OutputE
 from line.llm_agent import ToolEnv
 
 from agent import prompt
+from agent.action_events import ActionEvent, Delivered
 from agent.actions import END_CALL, ActionOutcome, ControlAction
 from agent.call_control import CallControl
 from agent.call_observer import CallObserver
@@ -137,8 +137,8 @@ class HangUp(CallObserver):
         self.own_side_ended = anyio.Event()
         self.control: CallControl
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        if name == "accepted":
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        if isinstance(event, Delivered):
             self.accepted.set()
 
     async def end_own_side(self, outcome: ActionOutcome) -> None:

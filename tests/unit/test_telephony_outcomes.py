@@ -3,7 +3,7 @@ to their action, and a failed transfer hands the call back to the agent."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +11,7 @@ import anyio
 import pytest
 from line.events import AgentTurnEnded, AgentTurnStarted, UserCustomSent
 
+from agent.action_events import ActionEvent, Delivered, Released, TelephonyReported, step_name
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction, Setback
 from agent.call_control import CallControl
 from agent.call_log import CartesiaCallLog, FrameSender
@@ -78,12 +79,12 @@ def test_a_hang_ups_completion_and_playout_offsets_are_read() -> None:
 
 class Events(CallObserver):
     def __init__(self) -> None:
-        self.names: list[tuple[str, Mapping[str, Any]]] = []
-        self.accepted = anyio.Event()
+        self.events: list[ActionEvent] = []
+        self.accepted = anyio.Event()  # VoxEngine accepted it: the action is delivered
 
-    def action_event(self, action: ControlAction, name: str, at: float, attrs: Mapping[str, Any]) -> None:
-        self.names.append((name, dict(attrs)))
-        if name == "accepted":
+    def action_event(self, action: ControlAction, event: ActionEvent, at: float) -> None:
+        self.events.append(event)
+        if isinstance(event, Delivered):
             self.accepted.set()
 
 
@@ -115,17 +116,17 @@ async def test_a_failed_transfer_resumes_the_conversation_once_and_frees_the_kin
         assert control.take_setbacks() == [Setback("call_transfer", "busy")] and control.take_setbacks() == []
         assert control.observe(UserCustomSent(metadata=outcome(action_id))) is False  # already over
         again = control.request(CALL_TRANSFER)
-    names = [name for name, _ in events.names]
-    first = names.index("accepted")
-    assert names[first : first + 3] == ["accepted", "telephony.ringing", "telephony.failed"]
-    assert ("telephony.failed", {"reason": "busy", "sip_code": 486}) in events.names
-    assert again.status == "accepted" and again.action is not None and again.action.id != action_id
+    names = [step_name(e) for e in events.events]
+    first = names.index("delivered")
+    assert names[first : first + 3] == ["delivered", "telephony.ringing", "telephony.failed"]
+    assert TelephonyReported("failed", "busy", 486) in events.events
+    assert again.status == "held" and again.action is not None and again.action.id != action_id
 
 
 async def test_events_that_are_not_for_an_accepted_action_of_this_call_never_start_the_agent() -> None:
     events = Events()
     async with accepted_transfer(events) as (control, action_id):
-        before = len(events.names)
+        before = len(events.events)
         for metadata in [
             {"hello": "world"},  # not an outcome
             outcome(action_id, status="sideways"),  # malformed
@@ -133,7 +134,7 @@ async def test_events_that_are_not_for_an_accepted_action_of_this_call_never_sta
             outcome(action_id, action="end_call"),  # not what this id is
         ]:
             assert control.observe(UserCustomSent(metadata=metadata)) is False
-        assert len(events.names) == before and control.take_setbacks() == []
+        assert len(events.events) == before and control.take_setbacks() == []
 
 
 async def test_a_transfer_voxengine_never_took_is_a_setback_too() -> None:
@@ -164,9 +165,9 @@ async def test_milestones_reach_cartesias_call_log_as_line_frames() -> None:
     frames, sink = FrameSender(), Sink()
     log = CartesiaCallLog(frames)
     action = ControlAction(CALL_TRANSFER, {"summary": "x"})
-    log.action_event(action, "released", 10.0, {"reason": "turn_ended"})
-    log.action_event(action, "accepted", 10.004, {"reason": "accepted", "attempts": 1})
-    log.action_event(action, "telephony.failed", 12.0, {"reason": "busy", "sip_code": 486})
+    log.action_event(action, Released("turn_ended"), 10.0)
+    log.action_event(action, Delivered("accepted", 1), 10.004)
+    log.action_event(action, TelephonyReported("failed", "busy", 486), 12.0)
     async with anyio.create_task_group() as tg:
         tg.start_soon(frames.run, sink)
         frames.close()
@@ -191,8 +192,8 @@ async def test_a_playout_offset_reaches_cartesias_call_log_as_a_metric_and_null_
     frames, sink = FrameSender(), Sink()
     log = CartesiaCallLog(frames)
     hang_up, transfer = ControlAction(END_CALL), ControlAction(CALL_TRANSFER, {"summary": "x"})
-    log.action_event(hang_up, "telephony.completed", 12.0, {"playout_offset_ms": 850})
-    log.action_event(transfer, "telephony.connected", 13.0, {"playout_offset_ms": "unknown"})
+    log.action_event(hang_up, TelephonyReported("completed", playout_offset_ms=850), 12.0)
+    log.action_event(transfer, TelephonyReported("connected", playout_offset_ms="unknown"), 13.0)
     async with anyio.create_task_group() as tg:
         tg.start_soon(frames.run, sink)
         frames.close()
@@ -224,7 +225,7 @@ async def test_a_completed_hang_up_carries_its_playout_offset_to_the_action() ->
             metadata = outcome(result.action.id, "completed", action="end_call", playout_offset_ms=None)
             assert control.observe(UserCustomSent(metadata=metadata)) is False
             control.close()
-    assert ("telephony.completed", {"playout_offset_ms": "unknown"}) in events.names
+    assert TelephonyReported("completed", playout_offset_ms="unknown") in events.events
     assert control.request(END_CALL).status == "unavailable"  # the call is over
 
 
@@ -267,15 +268,15 @@ async def test_an_attempt_that_failed_keeps_the_transfer_under_way_until_the_las
         assert control.observe(UserCustomSent(metadata=last)) is True
         assert control.take_setbacks() == [Setback("call_transfer", "voicemail")]
         assert not control.in_flight(CALL_TRANSFER)
-    attempt_failed = dict(events.names)["telephony.attempt_failed"]
-    assert attempt_failed == {"reason": "busy", "sip_code": 486, "destination": "sales", "dial_attempt": 1}
+    attempt_failed = TelephonyReported("attempt_failed", "busy", 486, destination="sales", dial_attempt=1)
+    assert attempt_failed in events.events
 
 
 async def test_an_attempt_that_failed_reaches_cartesias_call_log() -> None:
     frames = FrameSender()
     log = CartesiaCallLog(frames)
     action = ControlAction(CALL_TRANSFER)
-    log.action_event(action, "telephony.attempt_failed", 1.0, {"reason": "busy", "destination": "sales"})
+    log.action_event(action, TelephonyReported("attempt_failed", "busy", destination="sales"), 1.0)
     frames.close()
     sent: list[dict[str, Any]] = []
 

@@ -4,12 +4,11 @@ what is not, the total deadline, one id per action, one pooled connection, signi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
 import anyio
 import pytest
 
+from agent.action_events import Answered, Retrying, Sent
 from agent.actions import CALL_TRANSFER, END_CALL, ControlAction
 from agent.control_url import parse_control_url
 from agent.retry_policy import RetryPolicy
@@ -31,12 +30,12 @@ async def deliver(
     policy: RetryPolicy = FAST,
     secret: str | None = None,
     url: str | None = None,
-) -> tuple[Delivery, list[tuple[str, Mapping[str, Any]]]]:
+) -> tuple[Delivery, list[Sent | Retrying | Answered]]:
     target = parse_control_url(url or emulator.control_url(), allow_local=True)
-    events: list[tuple[str, Mapping[str, Any]]] = []
+    events: list[Sent | Retrying | Answered] = []
     async with emulator.client() as http:  # by name, through the production connection layer
         client = VoxEngineClient(http, retry=policy, secret=secret)
-        result = await client.deliver(target, action, lambda name, attrs: events.append((name, attrs)))
+        result = await client.deliver(target, action, events.append)
     return result, events
 
 
@@ -53,7 +52,7 @@ async def test_accepted_on_first_attempt_with_the_contract_body_and_headers() ->
     }
     assert request.headers["x-idempotency-key"] == action.id
     assert request.headers["content-type"] == "application/json"
-    assert [name for name, _ in events] == ["sent", "answered"]
+    assert [type(e) for e in events] == [Sent, Answered]
 
 
 @pytest.mark.parametrize(
@@ -68,7 +67,7 @@ async def test_transient_failures_are_retried_with_the_same_id(fault: Fault) -> 
     assert result.accepted and result.attempts == 2
     assert {r.id for r in emulator.requests} == {action.id}
     assert len(emulator.effects) == 1
-    assert [name for name, _ in events].count("retry") == 1
+    assert sum(isinstance(e, Retrying) for e in events) == 1
 
 
 async def test_429_honours_retry_after() -> None:
@@ -78,8 +77,8 @@ async def test_429_honours_retry_after() -> None:
     assert result.accepted and result.attempts == 2
     first, second = emulator.requests
     assert second.time - first.time >= 1.0  # backoff alone would be ~20 ms
-    [retry] = [attrs for name, attrs in events if name == "retry"]
-    assert retry["wait_s"] == 1.0 and retry["reason"] == "http_429"
+    [retry] = [e for e in events if isinstance(e, Retrying)]
+    assert retry.wait_s == 1.0 and retry.reason == "http_429"
 
 
 @pytest.mark.parametrize(
@@ -156,7 +155,7 @@ async def test_a_hang_up_whose_answer_was_lost_ends_as_session_ended_once_the_se
         assert emulator.terminated()
     assert [e.action for e in emulator.effects] == ["end_call"]
     assert result == Delivery(False, "session_ended", 2)
-    answers = [attrs["reason"] for name, attrs in events if name == "answered"]
+    answers = [e.reason for e in events if isinstance(e, Answered)]
     assert answers == ["connection_lost", "connect_error"]
 
 
