@@ -133,5 +133,7 @@ def step_name(event: ActionEvent) -> str:
 
 
 def details(event: ActionEvent) -> dict[str, object]:
-    """The event's known fields (None left out), for logs and records."""
-    return {k: v for k, v in vars(event).items() if v is not None}
+    """The event's known fields (None left out), for logs and records; not the status a
+    `telephony.<status>` step name already says."""
+    said = "status" if isinstance(event, TelephonyReported) else None
+    return {k: v for k, v in vars(event).items() if v is not None and k != said}

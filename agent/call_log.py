@@ -101,7 +101,7 @@ class CartesiaCallLog(CallObserver):
         if name not in _LOGGED:
             return
         level: Literal["info", "error"] = "error" if name in _ERRORS else "info"
-        known = {k: v for k, v in details(event).items() if k != "status"}  # `name` says it
+        known = details(event)
         message = (
             f"{action.kind.name} {_LOGGED[name]}"
             + (f" ({known['reason']})" if "reason" in known else "")
