@@ -9,7 +9,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { FakeVoxEngine, SCENARIO_STORAGE, BEHAVIOURS } = require('./fake_voxengine');
-const { endState, isPlainObject, TRANSFER_ID, END_CALL } = require('./outcome_replay');
+const { endState, isPlainObject, lintScript, TRANSFER_ID, END_CALL } = require('./outcome_replay');
 
 const DESTINATION_CASES_PATH = path.join(__dirname, '..', 'contract', 'destination_cases.json');
 const EVENTS = ['caller_tone', 'agent_dtmf', 'caller_hangs_up', 'end_call', 'agent_gone'];
@@ -55,16 +55,12 @@ function lintDestinationCase(kase) {
     else if (targetOf(kase, name) === null) problems.push(`behaviours.${name}: no such destination in the case`);
   }
   if (!Array.isArray(kase.script)) return problems.concat('script must be an array');
-  let previous = 0;
-  kase.script.forEach((e, i) => {
-    const at = `script[${i}]: `;
-    if (!isPlainObject(e) || !EVENTS.includes(e.event)) return problems.push(`${at}unknown event`);
-    if (!Number.isInteger(e.at_ms) || e.at_ms < previous) problems.push(`${at}at_ms must be an integer, in time order`);
-    if (e.event === 'caller_tone' && typeof e.tone !== 'string') problems.push(`${at}caller_tone needs a tone`);
-    if (e.event === 'agent_dtmf' && typeof e.digits !== 'string') problems.push(`${at}agent_dtmf needs digits`);
-    previous = e.at_ms;
-    return undefined;
+  const script = lintScript(kase.script, EVENTS, {
+    caller_tone: { ok: (e) => typeof e.tone === 'string', what: 'a tone' },
+    agent_dtmf: { ok: (e) => typeof e.digits === 'string', what: 'digits' },
   });
+  problems.push(...script.problems);
+  const previous = script.last;
   if (kase.until_ms !== undefined && !(Number.isInteger(kase.until_ms) && kase.until_ms > previous)) problems.push('until_ms must be an integer after the last event');
   const expect = kase.expect;
   if (!isPlainObject(expect)) return problems.concat('expect must be an object');

@@ -8,6 +8,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { FakeVoxEngine, SCENARIO_STORAGE } = require('./fake_voxengine');
+const { isPlainObject, lintScript } = require('./outcome_replay');
 
 const HANGUP_CASES_PATH = path.join(__dirname, '..', 'contract', 'hangup_cases.json');
 const END_CALL_ID = 'end-1';
@@ -16,7 +17,6 @@ const SETTINGS = { playout_guard: true, playout_guard_max_s: 3 };
 /** The end_call's log line: `end_call end-1 completed playout_offset_ms=<n|null>; ...`. */
 const OFFSET_LOG = new RegExp(`^\\[cartesia-control\\] end_call ${END_CALL_ID} completed playout_offset_ms=(-?\\d+|null);`);
 
-const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isOffset = (v) => v === null || Number.isInteger(v);
 
 function loadHangupCases() {
@@ -33,15 +33,9 @@ function lintHangupCase(kase) {
     else if (key === 'playout_guard' ? typeof value !== 'boolean' : !(typeof value === 'number' && value > 0 && value <= 10)) problems.push(`bad setting ${key}`);
   }
   if (!Array.isArray(kase.script)) return problems.concat('script must be an array');
-  let previous = 0;
-  kase.script.forEach((e, i) => {
-    const at = `script[${i}]: `;
-    if (!isPlainObject(e) || !EVENTS.includes(e.event)) return problems.push(`${at}unknown event`);
-    if (!Number.isInteger(e.at_ms) || e.at_ms < previous) problems.push(`${at}at_ms must be an integer, in time order`);
-    if (e.event === 'agent_closes' && !Number.isInteger(e.code)) problems.push(`${at}agent_closes needs an integer code`);
-    previous = e.at_ms;
-    return undefined;
-  });
+  const script = lintScript(kase.script, EVENTS, { agent_closes: { ok: (e) => Number.isInteger(e.code), what: 'an integer code' } });
+  problems.push(...script.problems);
+  const previous = script.last;
   if (kase.script.filter((e) => e.event === 'end_call').length > 1) problems.push('at most one end_call');
   if (!(Number.isInteger(kase.until_ms) && kase.until_ms > previous)) problems.push('until_ms must be an integer after the last event');
   const expect = kase.expect;

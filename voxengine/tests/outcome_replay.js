@@ -248,7 +248,27 @@ function checkOutcome(expect, observed) {
   return problems;
 }
 
+/**
+ * Problems with a case's `script` of timed events, for the hang-up and destination cases: each
+ * event one of `events`, `at_ms` an integer not before the previous one, and the field an event
+ * needs (`needs[event]`: `{ ok(e), what }`). Returns the problems and the last event's `at_ms`.
+ */
+function lintScript(script, events, needs) {
+  const problems = [];
+  let previous = 0;
+  script.forEach((e, i) => {
+    const at = `script[${i}]: `;
+    if (!isPlainObject(e) || !events.includes(e.event)) return problems.push(`${at}unknown event`);
+    if (!Number.isInteger(e.at_ms) || e.at_ms < previous) problems.push(`${at}at_ms must be an integer, in time order`);
+    const need = needs[e.event];
+    if (need && !need.ok(e)) problems.push(`${at}${e.event} needs ${need.what}`);
+    previous = e.at_ms;
+    return undefined;
+  });
+  return { problems, last: previous };
+}
+
 module.exports = {
-  loadOutcomeCases, lintOutcomeCase, replayOutcomeCase, checkOutcome, storageFor, untilOf, endState, isPlainObject,
+  loadOutcomeCases, lintOutcomeCase, replayOutcomeCase, checkOutcome, storageFor, untilOf, endState, isPlainObject, lintScript,
   OUTCOME_CASES_PATH, EVENTS, TRANSFER_ID, END_CALL, DEFAULT_TAIL_MS, MIN_GAP_MS,
 };
